@@ -1,0 +1,180 @@
+/*
+ * Accuracy against the kernel (issue 3): data left in send and receive
+ * queues of sockets nobody touches any more; the group's `sock` must match
+ * the kernel's own skmem figures for exactly the group's processes' sockets
+ * (read independently, through ss) within max(5%, 64 KiB), within one
+ * reconcile interval. Then close everything: sock 0; exit: current 0.
+ *
+ * Set-up: `fill` (preloaded) opens K connections to `peer` and fills its
+ * send queues; `peer` never reads, so the data piles up in fill's send
+ * queues and in peer's receive queues; peer also sends, so fill's receive
+ * queues hold data fill never reads (picked up only by the shim's periodic
+ * tick, since fill makes no call on those sockets afterwards).
+ *   accuracy/one_side: peer not preloaded. The group is fill alone; the
+ *     kernel sum is fill's sockets (send queues + unread receive data).
+ *   accuracy/both_sides: peer preloaded into the same group; the kernel sum
+ *     covers both pids, adding peer's full receive queues.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define RECONCILE_MS 200
+#define SLACK_MS 300 /* scheduling + one ss run (~10-50 ms) on a loaded 2-core box */
+#define NCONN 4
+#define PEER_SEND (512 * 1024)
+#define GROUP "acc"
+
+static char ns[SOCKMEM_NS_MAX];
+
+static void setup(void)
+{
+	h_test_name(ns, sizeof(ns), "acc");
+	h_own_namespace(ns);
+}
+
+static void teardown(void)
+{
+	h_cleanup();
+}
+
+static int64_t tolerance(int64_t kernel)
+{
+	int64_t pct = kernel / 20;
+
+	return pct > 64 * 1024 ? pct : 64 * 1024;
+}
+
+static void spawn_pair(struct h_proc *peer, struct h_proc *fill, bool peer_preloaded)
+{
+	struct h_spawn_opts po = { .preload = peer_preloaded, .ns = ns, .group = GROUP,
+				   .pipe_in = true, .pipe_out = true,
+				   .env = { "SOCKMEM_RECONCILE_MS=200" } };
+	struct h_spawn_opts fo = po;
+	char nconn[16], send[32], port[16], line[128];
+	const char *pargv[] = { h_helper_path(), "peer", nconn, send, NULL };
+	const char *fargv[] = { h_helper_path(), "fill", port, nconn, NULL };
+	int rc;
+
+	fo.preload = true;
+	snprintf(nconn, sizeof(nconn), "%d", NCONN);
+	snprintf(send, sizeof(send), "%d", PEER_SEND);
+	rc = h_spawn(peer, pargv, &po);
+	cr_assert_eq(rc, 0, "spawn peer: %d", rc);
+	rc = h_read_line(peer, line, sizeof(line), 10000);
+	cr_assert(rc > 0 && sscanf(line, "port %15s", port) == 1, "peer said '%s' (%d)",
+		  rc > 0 ? line : "", rc);
+	rc = h_spawn(fill, fargv, &fo);
+	cr_assert_eq(rc, 0, "spawn fill: %d", rc);
+	rc = h_read_line(fill, line, sizeof(line), 15000);
+	cr_assert(rc > 0, "fill did not report (%d)", rc);
+	fprintf(stderr, "[accuracy] fill: %s\n", line);
+	rc = h_read_line(peer, line, sizeof(line), 15000);
+	cr_assert(rc > 0, "peer did not report (%d)", rc);
+	fprintf(stderr, "[accuracy] peer: %s\n", line);
+}
+
+struct sample {
+	struct h_kmem k;
+	struct sockmem_group_stat st;
+	int64_t diff, tol, at_ms;
+	int stat_rc;
+};
+
+/* Both stopped touching their sockets; compare until it matches or one
+ * reconcile interval (plus slack) has passed. */
+static bool compare_within_interval(const pid_t *pids, int npids, struct sample *s)
+{
+	int64_t t0 = h_now_ms();
+	bool ok = false;
+
+	do {
+		int rc = h_kernel_sockmem(pids, npids, &s->k);
+
+		cr_assert_eq(rc, 0, "ss failed: %d", rc);
+		s->stat_rc = h_group_stat(ns, GROUP, &s->st);
+		if (s->stat_rc < 0)
+			memset(&s->st, 0, sizeof(s->st));
+		s->diff = llabs(s->st.sock - s->k.total);
+		s->tol = tolerance(s->k.total);
+		s->at_ms = h_now_ms() - t0;
+		ok = s->stat_rc == 0 && s->diff <= s->tol;
+		if (!ok)
+			h_sleep_ms(20);
+	} while (!ok && h_now_ms() - t0 < RECONCILE_MS + SLACK_MS);
+	return ok;
+}
+
+static void close_and_exit(struct h_proc *peer, struct h_proc *fill)
+{
+	struct sockmem_group_stat st;
+	char line[64];
+	int rc;
+
+	cr_assert_eq(h_write(fill, "close\n"), 0);
+	rc = h_read_line(fill, line, sizeof(line), 5000);
+	cr_assert(rc > 0, "fill did not close (%d)", rc);
+	/* Close releases a socket's whole charge at once. */
+	cr_assert(h_poll_stat(ns, GROUP, h_pred_sock_zero, NULL, 1000, &st),
+		  "after close: sock=%lld (want 0), sockets=%lld", (long long)st.sock,
+		  (long long)st.sockets);
+	fprintf(stderr, "[accuracy] after close: sock=%lld current=%lld sockets=%lld\n",
+		(long long)st.sock, (long long)st.current, (long long)st.sockets);
+	cr_expect_eq(st.sockets, 0, "sockets after close: %lld", (long long)st.sockets);
+	h_close_stdin(fill);
+	h_close_stdin(peer);
+	cr_assert_eq(h_wait(fill, 5000), 0, "fill did not exit");
+	cr_assert_eq(h_exit_code(fill), 0, "fill exit %d", h_exit_code(fill));
+	cr_assert_eq(h_wait(peer, 5000), 0, "peer did not exit");
+	cr_assert_eq(h_exit_code(peer), 0, "peer exit %d", h_exit_code(peer));
+	cr_assert(h_poll_stat(ns, GROUP, h_pred_current_zero, NULL, 2000, &st),
+		  "after exit: current=%lld (want 0) sock=%lld processes=%lld",
+		  (long long)st.current, (long long)st.sock, (long long)st.processes);
+	cr_expect_eq(st.processes, 0, "processes after exit: %lld", (long long)st.processes);
+}
+
+static void run_accuracy(bool peer_preloaded)
+{
+	struct h_proc peer, fill;
+	struct sample s;
+	pid_t pids[2];
+	bool ok;
+
+	spawn_pair(&peer, &fill, peer_preloaded);
+	pids[0] = fill.pid;
+	pids[1] = peer.pid;
+	ok = compare_within_interval(pids, peer_preloaded ? 2 : 1, &s);
+	fprintf(stderr,
+		"[accuracy] %s: group sock=%lld current=%lld sockets=%lld | kernel total=%lld "
+		"(w=%lld r=%lld, %d sockets) | diff=%lld tol=%lld at %lld ms\n",
+		peer_preloaded ? "both_sides" : "one_side", (long long)s.st.sock,
+		(long long)s.st.current, (long long)s.st.sockets, (long long)s.k.total,
+		(long long)s.k.wqueued, (long long)s.k.rmem, s.k.nsock, (long long)s.diff,
+		(long long)s.tol, (long long)s.at_ms);
+	cr_assert_eq(s.stat_rc, 0, "no group %s in namespace %s: %d", GROUP, ns, s.stat_rc);
+	/* Teeth: the queues really are full, on both directions. */
+	cr_assert_gt(s.k.wqueued, 1024 * 1024, "send queues hold only %lld", (long long)s.k.wqueued);
+	cr_assert_gt(s.k.rmem, 64 * 1024, "receive queues hold only %lld", (long long)s.k.rmem);
+	cr_assert_eq(s.k.nsock, peer_preloaded ? 2 * NCONN + 1 : NCONN);
+	cr_assert(ok, "group sock %lld vs kernel %lld: off by %lld > %lld after %d ms",
+		  (long long)s.st.sock, (long long)s.k.total, (long long)s.diff, (long long)s.tol,
+		  RECONCILE_MS + SLACK_MS);
+	cr_expect_eq(s.st.sockets, s.k.nsock, "group sockets %lld, kernel %d",
+		     (long long)s.st.sockets, s.k.nsock);
+	close_and_exit(&peer, &fill);
+}
+
+Test(accuracy, one_side, .init = setup, .fini = teardown, .timeout = 60)
+{
+	run_accuracy(false);
+}
+
+Test(accuracy, both_sides, .init = setup, .fini = teardown, .timeout = 60)
+{
+	run_accuracy(true);
+}
