@@ -267,16 +267,27 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+/* A registry entry: unused, or released (reaped, fds closed). */
+static int free_slot(void)
+{
+	for (int i = 0; i < nreg; i++)
+		if (reg[i].pid == 0)
+			return i;
+	return nreg < H_MAX_CHILDREN ? nreg++ : -1;
+}
+
 int h_spawn(struct h_proc *p, const char *const argv[], const struct h_spawn_opts *o)
 {
 	char path[PATH_MAX];
 	int fds[3] = { -1, -1, -1 }, in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, rc;
 	char **env;
 	pid_t parent = getpid();
+	int slot;
 
 	*p = (struct h_proc){ .pid = -1, .in_fd = -1, .out_fd = -1 };
 	signal(SIGPIPE, SIG_IGN); /* a child that died must not kill the worker */
-	if (nreg >= H_MAX_CHILDREN)
+	slot = free_slot();
+	if (slot < 0)
 		return -EMFILE;
 	if (!which(argv[0], path, sizeof(path)))
 		return -ENOENT;
@@ -300,7 +311,7 @@ int h_spawn(struct h_proc *p, const char *const argv[], const struct h_spawn_opt
 	p->in_fd = in_pipe[1];
 	p->out_fd = out_pipe[0];
 	if (rc == 0)
-		reg[nreg++] = (typeof(reg[0])){ p->pid, p->in_fd, p->out_fd, false };
+		reg[slot] = (typeof(reg[0])){ p->pid, p->in_fd, p->out_fd, false };
 	return rc;
 }
 
@@ -393,6 +404,19 @@ void h_close_stdin(struct h_proc *p)
 	close_fd(&p->in_fd);
 }
 
+void h_release(struct h_proc *p)
+{
+	if (!p->reaped) {
+		kill(p->pid, SIGKILL);
+		h_wait(p, 5000);
+	}
+	for (int i = 0; i < nreg; i++)
+		if (reg[i].pid == p->pid && reg[i].reaped)
+			reg[i] = (typeof(reg[0])){ 0, -1, -1, true };
+	close_fd(&p->in_fd);
+	close_fd(&p->out_fd);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	return remove(path);
@@ -401,7 +425,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 void h_cleanup(void)
 {
 	for (int i = 0; i < nreg; i++) {
-		if (!reg[i].reaped) {
+		if (reg[i].pid > 0 && !reg[i].reaped) {
 			kill(reg[i].pid, SIGKILL);
 			waitpid(reg[i].pid, NULL, 0); /* SIGKILL: bounded */
 			reg[i].reaped = true;

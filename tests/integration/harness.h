@@ -76,6 +76,9 @@ int h_read_line(struct h_proc *p, char *buf, size_t len, int timeout_ms);
 int h_write(struct h_proc *p, const char *s);
 /* Close the child's stdin (EOF). */
 void h_close_stdin(struct h_proc *p);
+/* Done with a child: kill it if still running, reap it, close its pipes
+ * and free its registry entry. */
+void h_release(struct h_proc *p);
 /* Kill (SIGKILL) and reap every child still running, close their pipes,
  * unlink the owned namespace, remove the tmpdir. Idempotent. */
 void h_cleanup(void);

@@ -151,6 +151,7 @@ int h_kernel_sockmem(const pid_t *pids, int npids, struct h_kmem *out)
 	if (rc == 0)
 		rc = h_parse_ss(text, pids, npids, out);
 	free(text);
+	h_release(&ss);
 	return rc;
 }
 

@@ -128,7 +128,7 @@ static int peer(int k, long long bytes)
 		if (fds[i] < 0)
 			die("accept");
 	}
-	say("sent", fill(fds, k, bytes, 100));
+	say("sent", bytes > 0 ? fill(fds, k, bytes, 100) : 0);
 	wait_eof();
 	return 0;
 }

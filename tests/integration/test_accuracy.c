@@ -50,7 +50,8 @@ static int64_t tolerance(int64_t kernel)
 	return pct > 64 * 1024 ? pct : 64 * 1024;
 }
 
-static void spawn_pair(struct h_proc *peer, struct h_proc *fill, bool peer_preloaded)
+static void spawn_pair(struct h_proc *peer, struct h_proc *fill, bool peer_preloaded,
+		       int peer_send)
 {
 	struct h_spawn_opts po = { .preload = peer_preloaded, .ns = ns, .group = GROUP,
 				   .pipe_in = true, .pipe_out = true,
@@ -63,7 +64,7 @@ static void spawn_pair(struct h_proc *peer, struct h_proc *fill, bool peer_prelo
 
 	fo.preload = true;
 	snprintf(nconn, sizeof(nconn), "%d", NCONN);
-	snprintf(send, sizeof(send), "%d", PEER_SEND);
+	snprintf(send, sizeof(send), "%d", peer_send);
 	rc = h_spawn(peer, pargv, &po);
 	cr_assert_eq(rc, 0, "spawn peer: %d", rc);
 	rc = h_read_line(peer, line, sizeof(line), 10000);
@@ -86,9 +87,9 @@ struct sample {
 	int stat_rc;
 };
 
-/* Both stopped touching their sockets; compare until it matches or one
- * reconcile interval (plus slack) has passed. */
-static bool compare_within_interval(const pid_t *pids, int npids, struct sample *s)
+/* Both stopped touching their sockets; compare until it matches or
+ * `within_ms` has passed. */
+static bool compare_within(const pid_t *pids, int npids, struct sample *s, int within_ms)
 {
 	int64_t t0 = h_now_ms();
 	bool ok = false;
@@ -106,8 +107,19 @@ static bool compare_within_interval(const pid_t *pids, int npids, struct sample 
 		ok = s->stat_rc == 0 && s->diff <= s->tol;
 		if (!ok)
 			h_sleep_ms(20);
-	} while (!ok && h_now_ms() - t0 < RECONCILE_MS + SLACK_MS);
+	} while (!ok && h_now_ms() - t0 < within_ms);
 	return ok;
+}
+
+static void show(const char *what, const struct sample *s)
+{
+	fprintf(stderr,
+		"[accuracy] %s: group sock=%lld current=%lld sockets=%lld processes=%lld | "
+		"kernel total=%lld (w=%lld r=%lld, %d sockets) | diff=%lld tol=%lld at %lld ms\n",
+		what, (long long)s->st.sock, (long long)s->st.current, (long long)s->st.sockets,
+		(long long)s->st.processes, (long long)s->k.total, (long long)s->k.wqueued,
+		(long long)s->k.rmem, s->k.nsock, (long long)s->diff, (long long)s->tol,
+		(long long)s->at_ms);
 }
 
 static void close_and_exit(struct h_proc *peer, struct h_proc *fill)
@@ -145,17 +157,11 @@ static void run_accuracy(bool peer_preloaded)
 	pid_t pids[2];
 	bool ok;
 
-	spawn_pair(&peer, &fill, peer_preloaded);
+	spawn_pair(&peer, &fill, peer_preloaded, PEER_SEND);
 	pids[0] = fill.pid;
 	pids[1] = peer.pid;
-	ok = compare_within_interval(pids, peer_preloaded ? 2 : 1, &s);
-	fprintf(stderr,
-		"[accuracy] %s: group sock=%lld current=%lld sockets=%lld | kernel total=%lld "
-		"(w=%lld r=%lld, %d sockets) | diff=%lld tol=%lld at %lld ms\n",
-		peer_preloaded ? "both_sides" : "one_side", (long long)s.st.sock,
-		(long long)s.st.current, (long long)s.st.sockets, (long long)s.k.total,
-		(long long)s.k.wqueued, (long long)s.k.rmem, s.k.nsock, (long long)s.diff,
-		(long long)s.tol, (long long)s.at_ms);
+	ok = compare_within(pids, peer_preloaded ? 2 : 1, &s, RECONCILE_MS + SLACK_MS);
+	show(peer_preloaded ? "both_sides" : "one_side", &s);
 	cr_assert_eq(s.stat_rc, 0, "no group %s in namespace %s: %d", GROUP, ns, s.stat_rc);
 	/* Teeth: the queues really are full, on both directions. */
 	cr_assert_gt(s.k.wqueued, 1024 * 1024, "send queues hold only %lld", (long long)s.k.wqueued);
@@ -177,4 +183,41 @@ Test(accuracy, one_side, .init = setup, .fini = teardown, .timeout = 60)
 Test(accuracy, both_sides, .init = setup, .fini = teardown, .timeout = 60)
 {
 	run_accuracy(true);
+}
+
+/*
+ * A member killed by SIGKILL leaves its charges behind; the surviving
+ * member's tick reaps them. Afterwards the group must again match the kernel,
+ * now for the survivor's sockets alone (its receive queues still hold what
+ * the dead process sent; the dead one's orphaned sockets belong to no
+ * process, so to no group). The survivor then exits without closing its
+ * sockets: the exit path must give everything back.
+ */
+Test(accuracy, sigkill_reaped, .init = setup, .fini = teardown, .timeout = 60)
+{
+	struct h_proc peer, fill;
+	struct sockmem_group_stat st;
+	struct sample s;
+	bool ok;
+
+	/* peer sends nothing: fill dies with empty receive queues, so its
+	 * sockets close with FIN, not RST, and peer keeps the data it holds. */
+	spawn_pair(&peer, &fill, true, 0);
+	h_signal(&fill, SIGKILL);
+	cr_assert_eq(h_wait(&fill, 5000), 0);
+	ok = compare_within(&peer.pid, 1, &s, 3 * RECONCILE_MS + SLACK_MS);
+	show("after SIGKILL of fill", &s);
+	cr_assert_eq(s.stat_rc, 0, "no group: %d", s.stat_rc);
+	cr_assert_gt(s.k.rmem, 64 * 1024, "peer's receive queues hold only %lld",
+		     (long long)s.k.rmem);
+	cr_assert(ok, "group sock %lld vs survivor's kernel %lld: off by %lld > %lld",
+		  (long long)s.st.sock, (long long)s.k.total, (long long)s.diff, (long long)s.tol);
+	cr_expect_eq(s.st.processes, 1, "processes after the kill: %lld",
+		     (long long)s.st.processes);
+	h_close_stdin(&peer);
+	cr_assert_eq(h_wait(&peer, 5000), 0, "peer did not exit");
+	cr_assert_eq(h_exit_code(&peer), 0, "peer exit %d", h_exit_code(&peer));
+	cr_assert(h_poll_stat(ns, GROUP, h_pred_current_zero, NULL, 2000, &st),
+		  "after exit with open sockets: current=%lld sock=%lld processes=%lld",
+		  (long long)st.current, (long long)st.sock, (long long)st.processes);
 }
