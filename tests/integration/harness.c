@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,6 +461,43 @@ int h_group_stat(const char *ns, const char *group, struct sockmem_group_stat *s
 		rc = sockmem_group_stat(seg, idx, st);
 	sockmem_close(seg);
 	return rc;
+}
+
+/* Is group `g` the group `top` or one of its descendants? */
+static bool in_subtree(sockmem_seg_t *seg, uint32_t g, uint32_t top)
+{
+	for (int depth = 0; g != SOCKMEM_NONE && depth < SOCKMEM_PATH_MAX; depth++) {
+		const struct sockmem_group *grp = sockmem_group_at(seg, g);
+
+		if (g == top)
+			return true;
+		if (!grp)
+			return false;
+		g = grp->parent;
+	}
+	return false;
+}
+
+int h_group_pids(const char *ns, const char *group, pid_t *pids, int max)
+{
+	struct sockmem_open_opts o = { .ns = ns, .readonly = true };
+	char err[SOCKMEM_ERRLEN];
+	sockmem_seg_t *seg;
+	uint32_t idx;
+	int rc, n = 0;
+
+	rc = sockmem_open(&o, &seg, err, sizeof(err));
+	if (rc < 0)
+		return rc;
+	rc = sockmem_group_lookup(seg, group, &idx);
+	for (uint32_t i = 0; rc == 0 && i < sockmem_header(seg)->proc_capacity && n < max; i++) {
+		const struct sockmem_proc *pr = sockmem_proc_at(seg, i);
+
+		if (pr && atomic_load(&pr->state) == SOCKMEM_LIVE && in_subtree(seg, pr->group, idx))
+			pids[n++] = pr->pid;
+	}
+	sockmem_close(seg);
+	return rc < 0 ? rc : n;
 }
 
 static int64_t max64(int64_t a, int64_t b)

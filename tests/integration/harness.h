@@ -89,6 +89,11 @@ void h_cleanup(void);
  * group yet), or another -errno. Opens read-only; writes nothing. */
 int h_group_stat(const char *ns, const char *group, struct sockmem_group_stat *st);
 
+/* Pids of the live member processes of `group` and its descendants, from
+ * the segment's process table (for programs that fork). Returns how many
+ * (at most max), or -errno. */
+int h_group_pids(const char *ns, const char *group, pid_t *pids, int max);
+
 /* What a test watches while programs run: maxima over the samples. */
 struct h_watch {
 	int samples;
