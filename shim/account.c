@@ -1,0 +1,179 @@
+/*
+ * Per-socket accounting: the estimate E of each socket state, kept equal to
+ * what the socket has charged through the per-thread caches.
+ *
+ * Ordering rule (so a charge racing the final close is undone, never
+ * leaked): a charge goes to the counter first and is then added to E by CAS;
+ * if E is already DEAD the charge is given back. An uncharge is taken from E
+ * by CAS first and only then returned to the counter. The final release
+ * swaps E to DEAD and returns what it held. Hence, at any instant, the
+ * counter holds at least the sum of the live E values, and at rest exactly.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "account.h"
+#include "fdtable.h"
+#include "internal.h"
+#include "state.h"
+
+static SM_TLS struct sockmem_cache tc;
+static SM_TLS bool tc_attached;
+static pthread_key_t tc_key;
+static bool tc_key_ok;
+
+static void tc_destructor(void *unused)
+{
+	sm_nest++;
+	sm_tcache_detach();
+	sm_nest--;
+}
+
+/* Constructor: the thread-exit hook that gives a cache back. */
+void sm_account_init(void)
+{
+	tc_key_ok = pthread_key_create(&tc_key, tc_destructor) == 0;
+}
+
+static struct sockmem_cache *tcache_attach(void)
+{
+	uint32_t proc = atomic_load(&sm_proc);
+	int rc;
+
+	if (proc == SOCKMEM_NONE)
+		return NULL;
+	sm_nest++;
+	SM_SAVE_ERRNO(rc = sockmem_cache_attach(sm_seg, proc, sm_cfg.batch, &tc));
+	if (rc == 0 || rc == -ENOSPC) { /* -ENOSPC: works uncached */
+		tc_attached = true;
+		if (tc_key_ok)
+			pthread_setspecific(tc_key, &tc);
+	} else {
+		sm_log_once(SM_LOG_WARN, "cannot attach a charge cache (%d)", rc);
+	}
+	sm_nest--;
+	return tc_attached ? &tc : NULL;
+}
+
+struct sockmem_cache *sm_tcache(void)
+{
+	if (sm_likely(tc_attached))
+		return &tc;
+	return tcache_attach();
+}
+
+void sm_tcache_uncached(void)
+{
+	uint32_t proc = atomic_load(&sm_proc);
+
+	tc = (struct sockmem_cache){
+		.seg = sm_seg, .slot = NULL, .group = sm_group, .proc = proc, .batch = 0};
+	tc_attached = proc != SOCKMEM_NONE;
+}
+
+void sm_tcache_forget(void)
+{
+	tc_attached = false;
+	memset(&tc, 0, sizeof(tc));
+}
+
+void sm_tcache_detach(void)
+{
+	if (!tc_attached)
+		return;
+	SM_SAVE_ERRNO(sockmem_cache_detach(&tc));
+	sm_tcache_forget();
+}
+
+/* Charge n (> 0) bytes the kernel already holds for st. */
+void sm_sock_charge(struct sm_sock *st, int64_t n)
+{
+	struct sockmem_cache *c = sm_tcache();
+	int64_t e;
+
+	if (!c)
+		return;
+	sm_cache_charge(c, n, true, NULL);
+	e = atomic_load_explicit(&st->est, memory_order_relaxed);
+	do {
+		if (e == SM_SOCK_DEAD) { /* lost the race with the final close */
+			sm_cache_uncharge(c, n);
+			return;
+		}
+	} while (!atomic_compare_exchange_weak(&st->est, &e, e + n));
+}
+
+/* Uncharge up to n bytes (never more than E). */
+void sm_sock_uncharge(struct sm_sock *st, int64_t n)
+{
+	struct sockmem_cache *c = sm_tcache();
+	int64_t e, d;
+
+	if (!c)
+		return;
+	e = atomic_load_explicit(&st->est, memory_order_relaxed);
+	do {
+		if (e <= 0) /* nothing charged, or DEAD */
+			return;
+		d = n < e ? n : e;
+	} while (!atomic_compare_exchange_weak(&st->est, &e, e - d));
+	sm_cache_uncharge(c, d);
+}
+
+/* Reconciliation: make E equal to the kernel's figure t (>= 0). Bounded
+ * retries; a lost race only leaves the estimate for the next reconcile. */
+void sm_sock_set(struct sm_sock *st, int64_t t)
+{
+	struct sockmem_cache *c = sm_tcache();
+
+	if (!c)
+		return;
+	for (int tries = 0; tries < 4; tries++) {
+		int64_t e = atomic_load(&st->est);
+
+		if (e == SM_SOCK_DEAD || e == t)
+			return;
+		if (t > e) {
+			sm_cache_charge(c, t - e, true, NULL);
+			if (atomic_compare_exchange_strong(&st->est, &e, t))
+				return;
+			sm_cache_uncharge(c, t - e);
+		} else if (atomic_compare_exchange_strong(&st->est, &e, t)) {
+			sm_cache_uncharge(c, e - t);
+			return;
+		}
+	}
+}
+
+static void count_socket(int64_t d)
+{
+	struct sockmem_group *g = sockmem_group_at(sm_seg, sm_group);
+	uint32_t proc = atomic_load(&sm_proc);
+	struct sockmem_proc *p = proc == SOCKMEM_NONE ? NULL : sockmem_proc_at(sm_seg, proc);
+
+	if (g)
+		atomic_fetch_add_explicit(&g->sockets, d, memory_order_relaxed);
+	if (p)
+		atomic_fetch_add_explicit(&p->sockets, d, memory_order_relaxed);
+}
+
+/* A new owned state was installed: count the socket. */
+void sm_sock_opened(void)
+{
+	count_socket(1);
+}
+
+void sm_sock_release(struct sm_sock *st)
+{
+	int64_t e = atomic_exchange(&st->est, SM_SOCK_DEAD);
+
+	if (!sm_sock_owned(st) || !sm_seg)
+		return; /* inherited: the ancestor that created it owns the charge */
+	if (e > 0) {
+		struct sockmem_cache *c = sm_tcache();
+
+		if (c)
+			sm_cache_uncharge(c, e);
+	}
+	count_socket(-1);
+}

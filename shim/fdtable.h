@@ -1,0 +1,129 @@
+/*
+ * fd -> socket state.
+ *
+ * The table is two-level: a fixed array of chunk pointers (BSS) and chunks of
+ * SM_FD_CHUNK entries mmap'd on first use by a slow path (socket, accept,
+ * dup), so fds above 65536 work and an unused table costs nothing. Chunks are
+ * never freed. An entry points to a refcounted struct sm_sock shared by every
+ * dup of the socket.
+ *
+ * Concurrency contract:
+ *  - Readers (the data path, any application thread, also signal handlers)
+ *    load an entry with acquire order and dereference it only inside an
+ *    urcu-bp read-side critical section (sm_rcu_lock). They never write the
+ *    table and never take a lock.
+ *  - Writers (socket/accept/dup/close paths and the helper thread) change an
+ *    entry only with an atomic exchange or compare-and-swap; whoever removes
+ *    a pointer from the table owns the reference it held and drops it with
+ *    sm_sock_put().
+ *  - A state whose last reference is dropped is released (its charge is
+ *    returned), then retired; the helper thread recycles retired states
+ *    after an RCU grace period, so a reader that still holds the pointer
+ *    never sees it reused.
+ */
+#ifndef SOCKMEM_SHIM_FDTABLE_H
+#define SOCKMEM_SHIM_FDTABLE_H
+
+#ifndef _LGPL_SOURCE
+#define _LGPL_SOURCE /* inline urcu-bp read-side fast paths */
+#endif
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <urcu-bp.h>
+
+#include "state.h"
+
+#define SM_FD_CHUNK_SHIFT 12
+#define SM_FD_CHUNK (1u << SM_FD_CHUNK_SHIFT)
+#define SM_FD_L1 1024u
+#define SM_FD_MAX (SM_FD_L1 * SM_FD_CHUNK) /* fds >= this are not accounted */
+
+#define SM_SOCK_DEAD INT64_MIN /* est after the final release */
+
+/*
+ * One socket's accounting state, shared by every fd that refers to it.
+ */
+struct sm_sock {
+	/* Bytes charged for this socket (the estimate E); SM_SOCK_DEAD once
+	 * released. W: CAS by any thread (charge/uncharge/reconcile), exchange
+	 * by the final release. A charge that finds DEAD is undone. */
+	_Atomic int64_t est;
+	/* Traffic since the last reconcile. Relaxed load/store, racy on
+	 * purpose: it only decides when to reconcile. */
+	_Atomic int64_t pending;
+	_Atomic uint32_t refs;  /* table entries referring to it (RMW) */
+	_Atomic uint32_t next;  /* free/retired list link (pool index) */
+	_Atomic uint32_t tick;  /* W/R: helper only: last tick that reconciled it */
+	uint32_t epoch;         /* sm_epoch at creation; W: creator before install */
+	uint32_t idx;           /* own pool index (immutable) */
+	uint16_t family, type;  /* W: creator before install */
+	uint64_t ino;           /* st_ino at creation (stale-entry detection) */
+};
+
+/* A state is this process's own (charged) unless it was inherited over
+ * fork: the child bumps sm_epoch, the parent keeps ownership. */
+static inline bool sm_sock_owned(const struct sm_sock *st)
+{
+	return st->epoch == sm_epoch;
+}
+
+struct sm_fdchunk {
+	struct sm_sock *_Atomic e[SM_FD_CHUNK];
+};
+extern struct sm_fdchunk *_Atomic sm_fd_l1[SM_FD_L1];
+
+static inline void sm_rcu_lock(void)
+{
+	urcu_bp_read_lock();
+}
+
+static inline void sm_rcu_unlock(void)
+{
+	urcu_bp_read_unlock();
+}
+
+/* The entry for fd, or NULL. Safe anywhere; dereferencing the result needs
+ * sm_rcu_lock held (a NULL test does not). */
+static inline struct sm_sock *sm_fd_peek(int fd)
+{
+	struct sm_fdchunk *c;
+
+	if (sm_unlikely((unsigned)fd >= SM_FD_MAX))
+		return NULL;
+	c = atomic_load_explicit(&sm_fd_l1[(unsigned)fd >> SM_FD_CHUNK_SHIFT],
+				 memory_order_acquire);
+	if (c == NULL)
+		return NULL;
+	return atomic_load_explicit(&c->e[(unsigned)fd & (SM_FD_CHUNK - 1)],
+				    memory_order_acquire);
+}
+
+/* A fresh state (refs 1, est 0, this epoch), or NULL if the pool is
+ * exhausted. Lock-free; slow path. */
+struct sm_sock *sm_sock_new(int family, int type, uint64_t ino);
+/* Drop one reference; the last one releases the charge and retires it. */
+void sm_sock_put(struct sm_sock *st);
+
+/* Install st at fd (taking over the caller's reference), dropping whatever
+ * stale state the entry held. False (reference dropped) if fd is too large
+ * or a chunk cannot be mapped. */
+bool sm_fd_install(int fd, struct sm_sock *st);
+/* Remove and return fd's state (the caller owns the reference), or NULL. */
+struct sm_sock *sm_fd_take(int fd);
+/* Remove fd's state only if it is still st; true if this call removed it. */
+bool sm_fd_remove_if(int fd, struct sm_sock *st);
+/* A new reference to fd's state (for a dup), or NULL. */
+struct sm_sock *sm_fd_ref(int fd);
+/* Drop the states of every fd in [lo, hi] (close_range). */
+void sm_fd_drop_range(unsigned lo, unsigned hi);
+/* Call fn(fd, st, arg) for every entry, each inside sm_rcu_lock. */
+void sm_fd_for_each(void (*fn)(int fd, struct sm_sock *st, void *arg), void *arg);
+/* Helper thread: recycle retired states after a grace period. Must not be
+ * called inside a read-side critical section. */
+void sm_sock_recycle(void);
+
+/* account.c: the socket's final release (returns its whole charge). */
+void sm_sock_release(struct sm_sock *st);
+
+#endif /* SOCKMEM_SHIM_FDTABLE_H */

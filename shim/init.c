@@ -1,0 +1,199 @@
+/*
+ * Load, fork and exit.
+ *
+ * The constructor parses the environment once; without SOCKMEM_GROUP (or
+ * with a bad value) it returns leaving sm_active false: no segment touched,
+ * no thread started, every interposer a pass-through. Otherwise it attaches
+ * to the namespace's segment, finds or creates the group, applies the limits
+ * given in the environment, registers the process and starts the helper.
+ *
+ * Fork: the child keeps the parent's sockets but not their charges (the
+ * parent still owns them, as the kernel keeps sk_memcg of the creator); it
+ * bumps sm_epoch so inherited states pass through, forgets the forking
+ * thread's cache handle (the slot is the parent's), and registers its own
+ * process record and helper lazily, when it first creates a socket.
+ */
+#include <pthread.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "account.h"
+#include "fdtable.h"
+#include "internal.h"
+#include "real.h"
+#include "state.h"
+
+bool sm_active;
+struct sm_config sm_cfg;
+sockmem_seg_t *sm_seg;
+uint32_t sm_group = SOCKMEM_NONE;
+_Atomic uint32_t sm_proc = SOCKMEM_NONE;
+uint32_t sm_epoch = 1;
+int sm_pid;
+SM_TLS unsigned sm_nest;
+
+extern char **environ;
+
+static pthread_mutex_t proc_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool sm_proc_ensure(void)
+{
+	uint32_t p;
+	int rc;
+
+	if (sm_likely(atomic_load_explicit(&sm_proc, memory_order_acquire) != SOCKMEM_NONE))
+		return true;
+	pthread_mutex_lock(&proc_lock);
+	if (atomic_load(&sm_proc) == SOCKMEM_NONE) {
+		rc = sockmem_proc_register(sm_seg, sm_group, &p);
+		if (rc == 0) {
+			atomic_store(&sm_proc, p);
+			sm_helper_start();
+		} else {
+			sm_log_once(SM_LOG_WARN, "cannot register process (%d); sockets unaccounted",
+				    rc);
+		}
+	}
+	pthread_mutex_unlock(&proc_lock);
+	return atomic_load(&sm_proc) != SOCKMEM_NONE;
+}
+
+/* A record with our pid other than ours belongs to the image we replaced
+ * by exec (same pid, same start time: the reaper cannot tell it is dead).
+ * Its threads are all gone: return its charges now. */
+static void reap_previous_image(uint32_t self)
+{
+	struct sockmem_proc *p;
+
+	for (uint32_t i = 0; (p = sockmem_proc_at(sm_seg, i)) != NULL; i++) {
+		if (i == self || atomic_load(&p->state) != SOCKMEM_LIVE || p->pid != sm_pid)
+			continue;
+		sm_log(SM_LOG_DEBUG, "returning the charges of our pre-exec image (record %u)", i);
+		sockmem_proc_unregister(sm_seg, i);
+	}
+}
+
+static int attach(char *err, size_t errlen)
+{
+	struct sockmem_open_opts o = {
+		.ns = sm_cfg.ns[0] ? sm_cfg.ns : NULL,
+		.create = true,
+		.groups = (uint32_t)sm_cfg.groups,
+		.procs = (uint32_t)sm_cfg.procs,
+		.slots = (uint32_t)sm_cfg.slots,
+	};
+	uint32_t proc;
+	int rc;
+
+	rc = sockmem_open(&o, &sm_seg, err, errlen);
+	if (rc != 0)
+		return rc;
+	rc = sockmem_group_create(sm_seg, sm_cfg.group, &sm_group);
+	if (rc != 0)
+		return sm_fail(err, errlen, rc, "cannot create group '%s': %s", sm_cfg.group,
+			       strerror(-rc));
+	if (sm_cfg.max != SOCKMEM_KEEP || sm_cfg.high != SOCKMEM_KEEP ||
+	    sm_cfg.low != SOCKMEM_KEEP) {
+		rc = sockmem_group_set_limits(sm_seg, sm_group, sm_cfg.max, sm_cfg.high,
+					      sm_cfg.low, err, errlen);
+		if (rc != 0)
+			return rc;
+	}
+	rc = sockmem_proc_register(sm_seg, sm_group, &proc);
+	if (rc != 0)
+		return sm_fail(err, errlen, rc, "cannot register process: %s", strerror(-rc));
+	atomic_store(&sm_proc, proc);
+	reap_previous_image(proc);
+	return 0;
+}
+
+static void fork_prepare(void)
+{
+	if (!sm_active)
+		return;
+	sm_helper_fork_prepare();
+	urcu_bp_before_fork();
+}
+
+static void fork_parent(void)
+{
+	if (!sm_active)
+		return;
+	urcu_bp_after_fork_parent();
+	sm_helper_fork_parent();
+}
+
+static void fork_child(void)
+{
+	if (!sm_active)
+		return;
+	urcu_bp_after_fork_child();
+	sm_helper_fork_child();
+	sm_epoch++;
+	sm_pid = (int)syscall(SYS_getpid);
+	sm_tcache_forget();
+	atomic_store(&sm_proc, SOCKMEM_NONE);
+	pthread_mutex_init(&proc_lock, NULL);
+}
+
+/* Is SOCKMEM_GROUP set (non-empty)? Decides whether a bad value is worth
+ * a complaint: without a group nothing would be accounted anyway. */
+static bool group_requested(void)
+{
+	for (char **e = environ; e && *e; e++)
+		if (strncmp(*e, "SOCKMEM_GROUP=", 14) == 0 && (*e)[14] != '\0')
+			return true;
+	return false;
+}
+
+__attribute__((constructor)) static void sm_init(void)
+{
+	char err[SOCKMEM_ERRLEN];
+
+	sm_real_bind();
+	if (sm_config_parse((const char *const *)environ, &sm_cfg, err, sizeof(err)) != 0) {
+		if (group_requested())
+			sm_log(SM_LOG_ERROR, "%s; running unaccounted", err);
+		return;
+	}
+	sm_log_level = (int)sm_cfg.log_level;
+	if (sm_cfg.group[0] == '\0')
+		return; /* pass-through: touch nothing */
+	sm_nest++;
+	sm_pid = (int)syscall(SYS_getpid);
+	if (attach(err, sizeof(err)) != 0) {
+		sm_log(SM_LOG_ERROR, "%s; running unaccounted", err);
+		sm_nest--;
+		return;
+	}
+	sm_account_init();
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	sm_active = true;
+	sm_helper_start();
+	sm_nest--;
+}
+
+static void drop_entry(int fd, struct sm_sock *st, void *arg)
+{
+	if (sm_fd_remove_if(fd, st))
+		sm_sock_put(st);
+}
+
+/* Normal exit: return every charge now (SIGKILL is left to the reaper). */
+__attribute__((destructor)) static void sm_fini(void)
+{
+	uint32_t proc;
+
+	if (!sm_active || (int)syscall(SYS_getpid) != sm_pid)
+		return;
+	sm_nest++;
+	sm_active = false; /* from here on, everything passes through */
+	sm_helper_stop();
+	sm_fd_for_each(drop_entry, NULL);
+	sm_tcache_detach();
+	proc = atomic_exchange(&sm_proc, SOCKMEM_NONE);
+	if (proc != SOCKMEM_NONE)
+		sockmem_proc_unregister(sm_seg, proc);
+	sm_nest--;
+}

@@ -1,0 +1,329 @@
+/*
+ * Life cycle: load (constructor), sockets coming and going (socket, accept,
+ * dup*, fcntl(F_DUPFD*), close, close_range), fork, exit; and the buffer-size
+ * socket options (one choke point for issue 4's clamping).
+ *
+ * All of these are slow paths, but still take no lock and allocate nothing
+ * with malloc (the fd table grows with mmap), so socket/accept/close stay
+ * async-signal-safe like libc's.
+ */
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "account.h"
+#include "fdtable.h"
+#include "internal.h"
+#include "real.h"
+#include "state.h"
+
+static int raw_getpid(void)
+{
+	return (int)syscall(SYS_getpid);
+}
+
+/*
+ * A vfork child (or a raw clone) shares our memory: it must not touch the
+ * table or the charges, or a close() before its exec would release the
+ * parent's sockets. Checked on the slow paths that mutate the table.
+ */
+static bool in_own_process(void)
+{
+	return raw_getpid() == sm_pid;
+}
+
+/* ---- sockets coming and going ----------------------------------------- */
+
+static bool accounted(int family, int type)
+{
+	type &= ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	switch (family) {
+	case AF_INET:
+		if (!(sm_cfg.families & SM_FAM_INET))
+			return false;
+		break;
+	case AF_INET6:
+		if (!(sm_cfg.families & SM_FAM_INET6))
+			return false;
+		break;
+	case AF_UNIX:
+		if (!(sm_cfg.families & SM_FAM_UNIX))
+			return false;
+		return type == SOCK_STREAM || type == SOCK_DGRAM || type == SOCK_SEQPACKET;
+	default:
+		return false;
+	}
+	return type == SOCK_STREAM || type == SOCK_DGRAM;
+}
+
+/* A new fd appeared (socket, accept): give it fresh state, or none. Either
+ * way any stale state left at that fd number is dropped. */
+static void track_new(int fd, int family, int type)
+{
+	struct sm_sock *st = NULL, *old;
+	struct stat sb;
+
+	if (accounted(family, type) && sm_proc_ensure()) {
+		st = sm_sock_new(family, type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC),
+				 fstat(fd, &sb) == 0 ? (uint64_t)sb.st_ino : 0);
+		if (st && sm_fd_install(fd, st))
+			sm_sock_opened();
+		return;
+	}
+	old = sm_fd_take(fd);
+	if (old)
+		sm_sock_put(old);
+}
+
+/* new_fd now refers to old_fd's open file (dup family). */
+static void track_dup(int old_fd, int new_fd)
+{
+	struct sm_sock *st = sm_fd_ref(old_fd);
+
+	if (st) {
+		sm_fd_install(new_fd, st);
+	} else {
+		st = sm_fd_take(new_fd);
+		if (st)
+			sm_sock_put(st);
+	}
+}
+
+#define SLOW_PATH(stmt)                                                                    \
+	do {                                                                               \
+		if (sm_likely(!sm_nest) && in_own_process()) {                             \
+			int saved_ = errno;                                                \
+			sm_nest++;                                                         \
+			stmt;                                                              \
+			sm_nest--;                                                         \
+			errno = saved_;                                                    \
+		}                                                                          \
+	} while (0)
+
+static int lc_socket(int d, int t, int p)
+{
+	int fd;
+
+	if (sm_unlikely(!sm_active))
+		return libc_socket(d, t, p);
+	fd = libc_socket(d, t, p);
+	if (fd >= 0)
+		SLOW_PATH(track_new(fd, d, t));
+	return fd;
+}
+
+static int lc_socketpair(int d, int t, int p, int *sv)
+{
+	int rc;
+
+	if (sm_unlikely(!sm_active))
+		return libc_socketpair(d, t, p, sv);
+	rc = libc_socketpair(d, t, p, sv);
+	if (rc == 0)
+		SLOW_PATH(track_new(sv[0], d, t); track_new(sv[1], d, t));
+	return rc;
+}
+
+/* The accepted socket's family and type: the listener's state when we
+ * have it, else ask the kernel (a listener inherited over exec). */
+static void track_accepted(int lfd, int fd)
+{
+	int family = 0, type = 0;
+	socklen_t len = sizeof(int);
+	struct sm_sock *st;
+
+	sm_rcu_lock();
+	st = sm_fd_peek(lfd);
+	if (st) {
+		family = st->family;
+		type = st->type;
+	}
+	sm_rcu_unlock();
+	if (!st && (libc_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len) != 0 ||
+		    libc_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0))
+		family = AF_UNSPEC;
+	track_new(fd, family, type);
+}
+
+static int lc_accept4(int lfd, struct sockaddr *a, socklen_t *al, int fl, bool four)
+{
+	int fd;
+
+	if (sm_unlikely(!sm_active))
+		return four ? libc_accept4(lfd, a, al, fl) : libc_accept(lfd, a, al);
+	fd = four ? libc_accept4(lfd, a, al, fl) : libc_accept(lfd, a, al);
+	if (fd >= 0)
+		SLOW_PATH(track_accepted(lfd, fd));
+	return fd;
+}
+
+static int lc_close(int fd)
+{
+	struct sm_sock *st;
+	int rc, saved;
+
+	if (sm_unlikely(!sm_active) || !sm_fd_peek(fd) || sm_nest || !in_own_process())
+		return libc_close(fd);
+	sm_nest++;
+	/* Clear the entry before the fd number can be reused (see
+	 * sm_reconcile), then release the state once the fd is gone. */
+	st = sm_fd_take(fd);
+	rc = libc_close(fd);
+	if (st) {
+		saved = errno;
+		sm_sock_put(st);
+		errno = saved;
+	}
+	sm_nest--;
+	return rc;
+}
+
+static int lc_close_range(unsigned lo, unsigned hi, int fl)
+{
+	int rc;
+
+	if (sm_unlikely(!sm_active))
+		return libc_close_range(lo, hi, fl);
+	rc = libc_close_range(lo, hi, fl);
+	if (rc == 0 && !(fl & CLOSE_RANGE_CLOEXEC))
+		SLOW_PATH(sm_fd_drop_range(lo, hi));
+	return rc;
+}
+
+static int lc_dup(int fd)
+{
+	int rc;
+
+	if (sm_unlikely(!sm_active))
+		return libc_dup(fd);
+	rc = libc_dup(fd);
+	if (rc >= 0)
+		SLOW_PATH(track_dup(fd, rc));
+	return rc;
+}
+
+static int lc_dup3(int fd, int nfd, int fl, bool three)
+{
+	int rc;
+
+	if (sm_unlikely(!sm_active))
+		return three ? libc_dup3(fd, nfd, fl) : libc_dup2(fd, nfd);
+	rc = three ? libc_dup3(fd, nfd, fl) : libc_dup2(fd, nfd);
+	if (rc >= 0 && fd != nfd)
+		SLOW_PATH(track_dup(fd, rc));
+	return rc;
+}
+
+static int lc_fcntl(int fd, int cmd, void *arg, bool is64)
+{
+	int rc;
+
+	if (sm_unlikely(!sm_active))
+		return is64 ? libc_fcntl64(fd, cmd, arg) : libc_fcntl(fd, cmd, arg);
+	rc = is64 ? libc_fcntl64(fd, cmd, arg) : libc_fcntl(fd, cmd, arg);
+	if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
+		SLOW_PATH(track_dup(fd, rc));
+	return rc;
+}
+
+/*
+ * SO_SNDBUF/SO_RCVBUF (and *FORCE): the one place issue 4 will clamp
+ * requests under pressure and remember what the program asked for. For now
+ * a pass-through, also for every other option.
+ */
+static int lc_setsockopt(int fd, int lv, int nm, const void *v, socklen_t l)
+{
+	return libc_setsockopt(fd, lv, nm, v, l);
+}
+
+static int lc_getsockopt(int fd, int lv, int nm, void *v, socklen_t *l)
+{
+	return libc_getsockopt(fd, lv, nm, v, l);
+}
+
+/* ---- exported interposers ---------------------------------------------- */
+
+SM_EXPORT int socket(int d, int t, int p)
+{
+	return lc_socket(d, t, p);
+}
+
+SM_EXPORT int socketpair(int d, int t, int p, int sv[2])
+{
+	return lc_socketpair(d, t, p, sv);
+}
+
+SM_EXPORT int accept(int fd, struct sockaddr *a, socklen_t *al)
+{
+	return lc_accept4(fd, a, al, 0, false);
+}
+
+SM_EXPORT int accept4(int fd, struct sockaddr *a, socklen_t *al, int fl)
+{
+	return lc_accept4(fd, a, al, fl, true);
+}
+
+SM_EXPORT int close(int fd)
+{
+	return lc_close(fd);
+}
+
+SM_EXPORT int close_range(unsigned int lo, unsigned int hi, int fl)
+{
+	return lc_close_range(lo, hi, fl);
+}
+
+SM_EXPORT int dup(int fd)
+{
+	return lc_dup(fd);
+}
+
+SM_EXPORT int dup2(int fd, int nfd)
+{
+	return lc_dup3(fd, nfd, 0, false);
+}
+
+SM_EXPORT int dup3(int fd, int nfd, int fl)
+{
+	return lc_dup3(fd, nfd, fl, true);
+}
+
+SM_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	/* Every fcntl argument is an int, a pointer or absent; reading one
+	 * pointer-sized word and passing it on is what glibc itself does. */
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return lc_fcntl(fd, cmd, arg, false);
+}
+
+SM_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return lc_fcntl(fd, cmd, arg, true);
+}
+
+SM_EXPORT int setsockopt(int fd, int lv, int nm, const void *v, socklen_t l)
+{
+	return lc_setsockopt(fd, lv, nm, v, l);
+}
+
+SM_EXPORT int getsockopt(int fd, int lv, int nm, void *v, socklen_t *l)
+{
+	return lc_getsockopt(fd, lv, nm, v, l);
+}
