@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Side-by-side cost of the shim, measured in one interleaved run.
+
+For three configurations of the same program (sockmem-bench):
+  none     no preload
+  nogroup  LD_PRELOAD=libsockmem.so, SOCKMEM_GROUP unset (pass-through)
+  group    LD_PRELOAD=libsockmem.so, SOCKMEM_GROUP set, no limit reached,
+           in a private namespace removed at the end
+it measures the same-thread per-call time (64 B and 16 KiB send+recv pairs)
+and bulk stream throughput (1 and 8 connections), --runs times each, the
+configurations interleaved (their order rotates from run to run) so that a
+noisy moment on the machine spreads over all of them. Each run also times
+the charge path (sockmem-charge-bench).
+
+Prints a markdown table of medians with min/max and the ratios against no
+preload (from the same run) on stdout, progress on stderr, and writes every
+raw measurement to a CSV file.
+"""
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+CONFIGS = ("none", "nogroup", "group")
+CONFIG_LABEL = {"none": "no preload", "nogroup": "preload, no group",
+                "group": "preload, group active"}
+GROUP = "bench/percall"
+
+
+def workloads(a):
+    """name -> (sockmem-bench arguments, result key, unit, higher is better)"""
+    d = str(a.stream_seconds)
+    return {
+        "percall_64": (["percall", "-s", "64", "-i", str(a.iterations)],
+                       "ns_per_pair", "ns/pair", False),
+        "percall_16k": (["percall", "-s", "16K", "-i", str(max(a.iterations // 4, 1))],
+                        "ns_per_pair", "ns/pair", False),
+        "stream_1": (["stream", "-c", "1", "-t", "1", "-d", d],
+                     "gbit_per_s", "Gbit/s", True),
+        "stream_8": (["stream", "-c", "8", "-t", "2", "-d", d],
+                     "gbit_per_s", "Gbit/s", True),
+    }
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def clean_env():
+    env = {k: v for k, v in os.environ.items()
+           if k != "LD_PRELOAD" and not k.startswith("SOCKMEM_")}
+    return env
+
+
+# Under the Sanitize build the ASan runtime must be preloaded ahead of the
+# sanitized libsockmem.so (CTest passes it in SOCKMEM_ASAN_LIB).
+ASAN_LIB = os.environ.get("SOCKMEM_ASAN_LIB", "")
+
+
+def config_env(cfg, lib, ns):
+    env = clean_env()
+    if cfg in ("nogroup", "group"):
+        env["LD_PRELOAD"] = (ASAN_LIB + ":" + lib) if ASAN_LIB else lib
+    if cfg == "group":
+        env["SOCKMEM_GROUP"] = GROUP
+        env["SOCKMEM_NAMESPACE"] = ns
+    return env
+
+
+def run_json(cmd, env, timeout=180):
+    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise SystemExit("run-percall: %s failed (exit %d): %s"
+                         % (" ".join(cmd), p.returncode, p.stderr.strip()))
+    return [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+
+
+def run_charge(a, rows, run):
+    env = clean_env()
+    cb = os.path.join(a.build_dir, "sockmem-charge-bench")
+    common = ["--repeat", "1", "--duration-ms", str(a.charge_ms)]
+    for extra in ([], ["--procs", "2"]):
+        for o in run_json([cb] + common + extra, env):
+            name = "charge_%s_t%d_p%d" % (o["variant"], o["threads"], o["procs"])
+            rows.append({"run": run, "workload": name, "config": "core",
+                         "metric": "ns_per_op", "value": o["ns_per_op"],
+                         "alloc_bytes": ""})
+
+
+def one_run(a, wl, run, lib, ns, rows):
+    names = list(wl)
+    for wi, name in enumerate(names):
+        args, key, _unit, _hib = wl[name]
+        # Rotate the configuration order by run and workload.
+        k = (run + wi) % len(CONFIGS)
+        for cfg in CONFIGS[k:] + CONFIGS[:k]:
+            log("[run %d/%d] %-12s %s" % (run + 1, a.runs, name, cfg))
+            cmd = [os.path.join(a.build_dir, "sockmem-bench")] + args + ["--json"]
+            o = run_json(cmd, config_env(cfg, lib, ns))[0]
+            rows.append({"run": run, "workload": name, "config": cfg, "metric": key,
+                         "value": o["results"][key],
+                         "alloc_bytes": o["alloc"]["allocated_bytes"]})
+    if not a.no_charge:
+        log("[run %d/%d] charge-bench" % (run + 1, a.runs))
+        run_charge(a, rows, run)
+
+
+def group_stat(a, ns):
+    ctl = os.path.join(a.build_dir, "sockmemctl")
+    try:
+        p = subprocess.run([ctl, "--namespace", ns, "stat", GROUP, "--json"],
+                           env=clean_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        return json.loads(p.stdout) if p.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
+def values(rows, wl, cfg):
+    return [r["value"] for r in rows if r["workload"] == wl and r["config"] == cfg]
+
+
+def fmt(v):
+    return "%.4g" % v
+
+
+def med_cell(v):
+    return "%s (%s–%s)" % (fmt(statistics.median(v)), fmt(min(v)), fmt(max(v)))
+
+
+def ratio_cell(rows, wl, cfg):
+    """Median over runs of (cfg / none) within the same run, and the
+    ratio of the medians."""
+    per_run = []
+    for run in sorted({r["run"] for r in rows}):
+        base = [r["value"] for r in rows
+                if r["run"] == run and r["workload"] == wl and r["config"] == "none"]
+        mine = [r["value"] for r in rows
+                if r["run"] == run and r["workload"] == wl and r["config"] == cfg]
+        if base and mine and base[0] > 0:
+            per_run.append(mine[0] / base[0])
+    of_medians = statistics.median(values(rows, wl, cfg)) / \
+        statistics.median(values(rows, wl, "none"))
+    return "%.3f (per-run %.3f)" % (of_medians, statistics.median(per_run))
+
+
+def print_tables(a, wl, rows, stat):
+    print("### Shim cost (medians of %d interleaved runs, min–max in brackets)\n" % a.runs)
+    print("| workload | unit | no preload | preload, no group | ratio | "
+          "group active | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (_args, _key, unit, hib) in wl.items():
+        cells = [med_cell(values(rows, name, c)) for c in CONFIGS]
+        print("| %s | %s%s | %s | %s | %s | %s | %s |" % (
+            name, unit, " (higher is better)" if hib else "", cells[0], cells[1],
+            ratio_cell(rows, name, "nogroup"), cells[2], ratio_cell(rows, name, "group")))
+    print("\nRatio: configuration / no preload (ratio of the medians; in brackets the "
+          "median of the per-run ratios). For ns/pair lower is better (1.02 = 2% slower); "
+          "for Gbit/s higher is better (0.97 = 97% of the throughput).\n")
+    print("### Bytes jemalloc counted for the measured loops (max over runs)\n")
+    print("| workload | no preload | preload, no group | group active |")
+    print("|---|---|---|---|")
+    for name in wl:
+        cells = [str(max(int(r["alloc_bytes"]) for r in rows
+                         if r["workload"] == name and r["config"] == c)) for c in CONFIGS]
+        print("| %s | %s | %s | %s |" % (name, *cells))
+    if stat:
+        print("\nGroup `%s` after the runs: current %s, sock %s, peak %s bytes, "
+              "sockets %s, processes %s." % (GROUP, stat.get("current"), stat.get("sock"),
+                                             stat.get("peak"), stat.get("sockets"),
+                                             stat.get("processes")))
+    print_charge(rows)
+
+
+def print_charge(rows):
+    order = {"cache": 0, "atomic": 1, "mutex": 2, "counter": 3}
+    names = sorted({r["workload"] for r in rows if r["config"] == "core"},
+                   key=lambda n: (order.get(n.split("_")[1], 9), n.split("_")[3], n))
+    if not names:
+        return
+    print("\n### Charge path (sockmem-charge-bench; ns per charge+uncharge pair per "
+          "thread, median of the runs)\n")
+    print("| variant | threads | procs | median (min–max) ns |")
+    print("|---|---|---|---|")
+    for n in names:
+        v, t, p = n[len("charge_"):].rsplit("_", 2)
+        print("| %s | %s | %s | %s |" % (v, t[1:], p[1:], med_cell(values(rows, n, "core"))))
+    for t, p in (("t1", "p1"), ("t2", "p1"), ("t1", "p2")):
+        c = values(rows, "charge_cache_%s_%s" % (t, p), "core")
+        at = values(rows, "charge_atomic_%s_%s" % (t, p), "core")
+        if c and at:
+            print("\natomic / cache at %s thread(s) x %s process(es): %.2fx" % (
+                t[1:], p[1:], statistics.median(at) / statistics.median(c)))
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build-dir", default=os.environ.get("SOCKMEM_BUILD_DIR", "build"),
+                    help="where sockmem-bench, libsockmem.so, sockmemctl are (build)")
+    ap.add_argument("--runs", type=int, help="runs per configuration (5; --quick 3)")
+    ap.add_argument("--iterations", type=int,
+                    help="percall pairs per batch for 64 B, 16 KiB uses a quarter (20000)")
+    ap.add_argument("--stream-seconds", type=float, help="per stream measurement (2)")
+    ap.add_argument("--charge-ms", type=int, help="per charge-bench measurement (300)")
+    ap.add_argument("--no-charge", action="store_true", help="skip sockmem-charge-bench")
+    ap.add_argument("--csv", default="run-percall.csv", help="raw results (run-percall.csv)")
+    ap.add_argument("--quick", action="store_true",
+                    help="3 runs, short measurements (a smoke run, not for RESULTS.md)")
+    a = ap.parse_args()
+    defaults = (3, 2000, 0.3, 50) if a.quick else (5, 20000, 2.0, 300)
+    for name, d in zip(("runs", "iterations", "stream_seconds", "charge_ms"), defaults):
+        if getattr(a, name) is None:
+            setattr(a, name, d)
+    if a.runs < 1:
+        ap.error("--runs must be at least 1")
+    a.build_dir = os.path.abspath(a.build_dir)
+    for f in ("sockmem-bench", "libsockmem.so", "sockmem-charge-bench"):
+        if not os.path.exists(os.path.join(a.build_dir, f)):
+            ap.error("%s not found in %s (use --build-dir)" % (f, a.build_dir))
+    return a
+
+
+def main():
+    a = parse_args()
+    wl = workloads(a)
+    lib = os.path.join(a.build_dir, "libsockmem.so")
+    ns = "rp-%d-%d" % (os.getpid(), int(time.time()))
+    rows = []
+    try:
+        for run in range(a.runs):
+            one_run(a, wl, run, lib, ns, rows)
+        stat = group_stat(a, ns)
+    finally:
+        try:
+            os.unlink("/dev/shm/sockmem-" + ns)
+        except FileNotFoundError:
+            pass
+    with open(a.csv, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["run", "workload", "config", "metric", "value",
+                                          "alloc_bytes"])
+        w.writeheader()
+        w.writerows(rows)
+    print_tables(a, wl, rows, stat)
+    log("raw results: %s" % os.path.abspath(a.csv))
+
+
+if __name__ == "__main__":
+    main()
