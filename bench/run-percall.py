@@ -34,7 +34,11 @@ GROUP = "bench/percall"
 def workloads(a):
     """name -> (sockmem-bench arguments, result key, unit, higher is better)"""
     d = str(a.stream_seconds)
-    return {
+    extra = {}
+    if a.with_pingpong:
+        extra["pingpong_64"] = (["pingpong", "-s", "64", "-i", str(a.iterations)],
+                                "p50_us", "p50 us", False)
+    return {**extra, 
         "percall_64": (["percall", "-s", "64", "-i", str(a.iterations)],
                        "ns_per_pair", "ns/pair", False),
         "percall_16k": (["percall", "-s", "16K", "-i", str(max(a.iterations // 4, 1))],
@@ -149,7 +153,33 @@ def ratio_cell(rows, wl, cfg):
     return "%.3f (per-run %.3f)" % (of_medians, statistics.median(per_run))
 
 
+def machine():
+    def sh(cmd):
+        try:
+            return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True, timeout=10).stdout.strip()
+        except OSError:
+            return "?"
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    src = os.path.dirname(os.path.abspath(__file__))
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "commit": sh(["git", "-C", src, "rev-parse", "--short", "HEAD"]) or "?",
+            "cpus": str(os.cpu_count()), "cpu": model, "kernel": os.uname().release}
+
+
+def print_header(m):
+    print("Date: %s; commit %s; %s CPUs (%s); kernel %s." % (
+        m["date"], m["commit"], m["cpus"], m["cpu"], m["kernel"]))
+    print("Command: `%s`\n" % " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]))
+
+
 def print_tables(a, wl, rows, stat):
+    print_header(machine())
     print("### Shim cost (medians of %d interleaved runs, min–max in brackets)\n" % a.runs)
     print("| workload | unit | no preload | preload, no group | ratio | "
           "group active | ratio |")
@@ -208,6 +238,8 @@ def parse_args():
     ap.add_argument("--stream-seconds", type=float, help="per stream measurement (2)")
     ap.add_argument("--charge-ms", type=int, help="per charge-bench measurement (300)")
     ap.add_argument("--no-charge", action="store_true", help="skip sockmem-charge-bench")
+    ap.add_argument("--with-pingpong", action="store_true",
+                    help="also cross-process ping-pong latency (p50, 64 B)")
     ap.add_argument("--csv", default="run-percall.csv", help="raw results (run-percall.csv)")
     ap.add_argument("--quick", action="store_true",
                     help="3 runs, short measurements (a smoke run, not for RESULTS.md)")
