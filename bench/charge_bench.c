@@ -64,7 +64,7 @@ struct shared {
 	pthread_mutex_t mtx __attribute__((aligned(64)));
 	int64_t guarded; /* W/R: under mtx */
 	struct {
-		double ns_per_pair;
+		double ns_per_pair, cpu_ns_per_pair;
 		uint64_t pairs, fails;
 	} res[MAX_WORKERS] __attribute__((aligned(64)));
 };
@@ -176,11 +176,21 @@ static void thread_fail(struct worker *w, const char *what, int rc)
 	atomic_fetch_add(&w->sh->ready, 1); /* don't leave the parent waiting */
 }
 
+/* CPU time of the calling thread: unlike wall time, it does not grow when
+ * another process takes the thread's CPU away on a busy machine. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *thread_main(void *arg)
 {
 	struct worker *w = arg;
 	struct shared *sh = w->sh;
-	uint64_t n = 0, fails = 0, t0, t1;
+	uint64_t n = 0, fails = 0, t0, t1, c0, c1;
 	int rc;
 
 	if (w->v == V_CACHE &&
@@ -195,15 +205,18 @@ static void *thread_main(void *arg)
 		if (sockmem_now_ns() - t0 > 2 * READY_TIMEOUT_NS)
 			_exit(1); /* the coordinator is gone */
 	t0 = sockmem_now_ns();
+	c0 = thread_cpu_ns();
 	while (!atomic_load_explicit(&sh->stop, memory_order_relaxed) &&
 	       (w->o->iterations == 0 || n < w->o->iterations)) {
 		fails += chunk_fn[w->v](w);
 		n += CHUNK;
 	}
 	t1 = sockmem_now_ns();
+	c1 = thread_cpu_ns();
 	if (w->v == V_CACHE)
 		sockmem_cache_detach(&w->cache);
 	sh->res[w->id].ns_per_pair = (double)(t1 - t0) / (double)n;
+	sh->res[w->id].cpu_ns_per_pair = (double)(c1 - c0) / (double)n;
 	sh->res[w->id].pairs = n;
 	sh->res[w->id].fails = fails;
 	return NULL;
@@ -331,7 +344,7 @@ static void run_and_reap(struct shared *sh, const struct opts *o, const pid_t *p
 }
 
 struct sample {
-	double ns;
+	double ns, cpu_ns;
 	uint64_t pairs, fails;
 };
 
@@ -354,6 +367,7 @@ static struct sample run_once(struct shared *sh, const struct opts *o, enum vari
 	run_and_reap(sh, o, pids, procs);
 	for (int i = 0; i < threads * procs; i++) {
 		s.ns += sh->res[i].ns_per_pair / (threads * procs);
+		s.cpu_ns += sh->res[i].cpu_ns_per_pair / (threads * procs);
 		s.pairs += sh->res[i].pairs;
 		s.fails += sh->res[i].fails;
 	}
@@ -560,6 +574,13 @@ static sockmem_seg_t *setup_ns(const struct opts *o, uint32_t *group)
 	return seg;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
 static int cmp_sample(const void *a, const void *b)
 {
 	double x = ((const struct sample *)a)->ns, y = ((const struct sample *)b)->ns;
@@ -567,20 +588,31 @@ static int cmp_sample(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static double median_cpu(const struct sample *s, int n)
+{
+	double v[MAX_REPEAT];
+
+	for (int i = 0; i < n; i++)
+		v[i] = s[i].cpu_ns;
+	qsort(v, (size_t)n, sizeof(v[0]), cmp_double);
+	return v[n / 2];
+}
+
 static void print_combo(const struct opts *o, enum variant v, int threads, int procs,
 			struct sample *s, int64_t usage_after)
 {
 	uint64_t fails = 0;
+	double cpu = median_cpu(s, o->repeat);
 
 	qsort(s, (size_t)o->repeat, sizeof(*s), cmp_sample);
 	for (int r = 0; r < o->repeat; r++)
 		fails += s[r].fails;
 	printf("{\"variant\":\"%s\",\"threads\":%d,\"procs\":%d,\"ns_per_op\":%.3f,"
-	       "\"ns_per_op_min\":%.3f,\"ns_per_op_max\":%.3f,\"repeat\":%d,"
-	       "\"pairs_per_thread\":%llu,\"nr\":%lld,\"batch\":%lld,\"fails\":%llu,"
-	       "\"usage_after\":%lld}\n",
+	       "\"ns_per_op_min\":%.3f,\"ns_per_op_max\":%.3f,\"cpu_ns_per_op\":%.3f,"
+	       "\"repeat\":%d,\"pairs_per_thread\":%llu,\"nr\":%lld,\"batch\":%lld,"
+	       "\"fails\":%llu,\"usage_after\":%lld}\n",
 	       variant_names[v], threads, procs, s[o->repeat / 2].ns, s[0].ns, s[o->repeat - 1].ns,
-	       o->repeat, (unsigned long long)s[o->repeat / 2].pairs, (long long)o->nr,
+	       cpu, o->repeat, (unsigned long long)s[o->repeat / 2].pairs, (long long)o->nr,
 	       (long long)o->batch, (unsigned long long)fails, (long long)usage_after);
 }
 
