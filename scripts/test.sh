@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian 12 machine and pass the tests: the default build, then
+# the sanitizer build (ASan+UBSan), each with the whole CTest suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+jobs=$(nproc)
+for cfg in RelWithDebInfo:build Sanitize:build-san; do
+  type=${cfg%%:*} dir=${cfg##*:}
+  echo "== $type build ($dir)"
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  ctest --test-dir "$dir" --output-on-failure --timeout 300 -j 2
+done
