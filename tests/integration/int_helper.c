@@ -3,13 +3,14 @@
  *
  *   peer K BYTES   listen on 127.0.0.1 (port chosen by the kernel, printed as
  *                  "port N"), accept K connections, send up to BYTES on each
- *                  without ever reading, print "sent N", then wait for EOF on
- *                  stdin and exit.
+ *                  without ever reading, print "sent N", then obey stdin
+ *                  like fill (below).
  *   fill PORT K    connect K times to 127.0.0.1:PORT, fill every send queue
  *                  (non-blocking sends until the kernel takes no more), print
  *                  "filled N", then never touch the sockets again except to
  *                  obey stdin: "close" closes them all and prints "closed";
- *                  EOF exits.
+ *                  EOF exits. With "nosend", fill connects and sends nothing
+ *                  (only the peer's data, unread, sits in its queues).
  *
  * Run preloaded (fill) and not preloaded (peer) by tests/integration. Loops
  * are bounded; any failure exits non-zero with a line on stderr.
@@ -19,6 +20,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +104,24 @@ static void wait_eof(void)
 		;
 }
 
+/* Wait for "close" (close every fd, say "closed N") and/or EOF (exit with
+ * whatever is still open). */
+static int obey(const int *fds, int n)
+{
+	char line[64];
+
+	if (!fgets(line, sizeof(line), stdin))
+		return 0;
+	if (strncmp(line, "close", 5) != 0)
+		return 3;
+	for (int i = 0; i < n; i++)
+		if (close(fds[i]) < 0)
+			die("close");
+	say("closed", n);
+	wait_eof();
+	return 0;
+}
+
 static int listen_loopback(void)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
@@ -118,7 +138,7 @@ static int listen_loopback(void)
 
 static int peer(int k, long long bytes)
 {
-	int lfd = listen_loopback(), fds[MAXCONN];
+	int lfd = listen_loopback(), fds[MAXCONN + 1];
 	struct pollfd p = { .fd = lfd, .events = POLLIN };
 
 	for (int i = 0; i < k; i++) {
@@ -129,15 +149,14 @@ static int peer(int k, long long bytes)
 			die("accept");
 	}
 	say("sent", bytes > 0 ? fill(fds, k, bytes, 100) : 0);
-	wait_eof();
-	return 0;
+	fds[k] = lfd;
+	return obey(fds, k + 1);
 }
 
-static int filler(int port, int k)
+static int filler(int port, int k, bool send_too)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	int fds[MAXCONN];
-	char line[64];
 
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	for (int i = 0; i < k; i++) {
@@ -146,17 +165,8 @@ static int filler(int port, int k)
 			die("connect");
 		set_nonblock(fds[i]);
 	}
-	say("filled", fill(fds, k, 0, 200));
-	if (!fgets(line, sizeof(line), stdin))
-		return 0;
-	if (strncmp(line, "close", 5) != 0)
-		return 3;
-	for (int i = 0; i < k; i++)
-		if (close(fds[i]) < 0)
-			die("close");
-	say("closed", k);
-	wait_eof();
-	return 0;
+	say("filled", send_too ? fill(fds, k, 0, 200) : 0);
+	return obey(fds, k);
 }
 
 int main(int argc, char **argv)
@@ -164,8 +174,9 @@ int main(int argc, char **argv)
 	memset(payload, 'x', sizeof(payload));
 	if (argc == 4 && !strcmp(argv[1], "peer"))
 		return peer(atoi(argv[2]) % MAXCONN, atoll(argv[3]));
-	if (argc == 4 && !strcmp(argv[1], "fill"))
-		return filler(atoi(argv[2]), atoi(argv[3]) % MAXCONN);
-	fprintf(stderr, "usage: sockmem-int-helper peer K BYTES | fill PORT K\n");
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "fill"))
+		return filler(atoi(argv[2]), atoi(argv[3]) % MAXCONN,
+			      argc == 4 || strcmp(argv[4], "nosend") != 0);
+	fprintf(stderr, "usage: sockmem-int-helper peer K BYTES | fill PORT K [nosend]\n");
 	return 64;
 }
