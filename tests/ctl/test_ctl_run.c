@@ -1,0 +1,268 @@
+/*
+ * sockmemctl run: the command's environment, the static/setuid warnings, exit
+ * statuses, and a real program (curl against python's http.server on
+ * loopback) accounted in the group through libsockmem.so.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl_harness.h"
+
+TestSuite(run, .init = h_setup, .fini = h_teardown, .timeout = 90);
+
+#define CTL(r, ...) h_ctl((r), (const char *const[]){__VA_ARGS__, NULL})
+
+/* A harmless library to preload where the shim is not the point. */
+static const char *harmless_lib(void)
+{
+	static const char *const libs[] = {"/lib/x86_64-linux-gnu/libm.so.6",
+					   "/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib64/libm.so.6",
+					   "/lib/libm.so.6"};
+
+	for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++)
+		if (access(libs[i], R_OK) == 0)
+			return libs[i];
+	cr_assert_fail("no libm.so.6 found");
+	return NULL;
+}
+
+static void use_lib(const char *lib, const char *ld_preload)
+{
+	static const char *env[4];
+
+	env[0] = h_fmt("SOCKMEM_LIB=%s", lib);
+	env[1] = ld_preload ? h_fmt("LD_PRELOAD=%s", ld_preload) : NULL;
+	env[2] = NULL;
+	h_env(env);
+}
+
+Test(run, dry_run_shows_the_environment)
+{
+	const char *lib = harmless_lib();
+	char real[4096];
+	struct h_out r;
+
+	cr_assert(realpath(lib, real));
+	use_lib(lib, lib); /* an LD_PRELOAD that holds our library already */
+	cr_assert_eq(CTL(&r, "run", "--dry-run", "--", "true", "x"), 0, "%s", r.err);
+	cr_assert(strstr(r.out, "group: run-"), "default group: %s", r.out);
+	cr_assert(strstr(r.out, h_fmt("\nLD_PRELOAD=%s\n", real)), "not deduplicated:\n%s", r.out);
+	cr_assert(strstr(r.out, "\nSOCKMEM_GROUP=run-"), "%s", r.out);
+	cr_assert(strstr(r.out, "command: /usr/bin/true x\n") || strstr(r.out, "command: /bin/true x\n"),
+		  "PATH not searched: %s", r.out);
+	cr_assert_eq(r.errlen, 0, "a dynamic binary got a warning: %s", r.err);
+	h_free(&r);
+	/* The existing LD_PRELOAD stays, after ours. */
+	use_lib("/dev/null", lib);
+	cr_assert_eq(CTL(&r, "--namespace", h_ns(), "run", "-g", "t/x", "--max", "1M", "--dry-run",
+			 "--", "true"),
+		     0, "%s", r.err);
+	cr_assert(strstr(r.out, h_fmt("LD_PRELOAD=/dev/null:%s\n", lib)), "%s", r.out);
+	cr_assert(strstr(r.out, "SOCKMEM_GROUP=t/x\n"), "%s", r.out);
+	cr_assert(strstr(r.out, h_fmt("SOCKMEM_NAMESPACE=%s\n", h_ns())), "%s", r.out);
+	h_free(&r);
+	/* Sanitizer runtimes stay first, as ASan requires. */
+	use_lib("/dev/null", "/x/libasan.so.8:/y/libz.so");
+	cr_assert_eq(CTL(&r, "run", "--dry-run", "--", "true"), 0, "%s", r.err);
+	cr_assert(strstr(r.out, "\nLD_PRELOAD=/x/libasan.so.8:/dev/null:/y/libz.so\n"), "%s", r.out);
+	h_free(&r);
+	/* --dry-run changes nothing: no segment was created. */
+	cr_assert_eq(CTL(&r, "list"), 1);
+	h_free(&r);
+}
+
+Test(run, environment_of_the_command_and_exit_status)
+{
+	const char *lib = harmless_lib();
+	char real[4096];
+	struct h_out r;
+
+	cr_assert(realpath(lib, real));
+	use_lib(lib, NULL);
+	cr_assert_eq(CTL(&r, "run", "-g", "e/f", "--max", "2M", "--low", "1K", "--", "env"), 0,
+		     "%s", r.err);
+	cr_assert(strstr(r.out, h_fmt("\nLD_PRELOAD=%s\n", real)), "%s", r.out);
+	cr_assert(strstr(r.out, "\nSOCKMEM_GROUP=e/f\n"), "%s", r.out);
+	h_free(&r);
+	/* The group exists with the limits (and high followed max). */
+	cr_assert_eq(CTL(&r, "stat", "e/f"), 0, "%s", r.err);
+	cr_assert(strstr(r.out, "(2097152 bytes)") && strstr(r.out, "(1024 bytes)"), "%s", r.out);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "run", "-g", "e/f", "--", "/bin/sh", "-c", "exit 7"), 7);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "run", "--", "no-such-command-xyz"), 127);
+	cr_assert(h_one_line(r.err) && strstr(r.err, "'no-such-command-xyz' not found in PATH"),
+		  "%s", r.err);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "run", "-g", "e/f", "--high", "3M", "--", "true"), 1);
+	cr_assert(h_one_line(r.err) && strstr(r.err, "refused"), "%s", r.err);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "run", "--max", "1M", "--high", "2M", "--", "true"), 1);
+	cr_assert(h_one_line(r.err) && strstr(r.err, "refused: high 2M is above max 1M"), "%s",
+		  r.err);
+	h_free(&r);
+	use_lib("/nonexistent/libsockmem.so", NULL);
+	cr_assert_eq(CTL(&r, "run", "--", "true"), 1);
+	cr_assert(h_one_line(r.err) && strstr(r.err, "preload library") &&
+			  strstr(r.err, "SOCKMEM_LIB"),
+		  "%s", r.err);
+	h_free(&r);
+}
+
+static void expect_warning(const char *path, const char *needle)
+{
+	struct h_out r;
+
+	cr_assert_eq(CTL(&r, "run", "--dry-run", "--", path), 0, "%s", r.err);
+	cr_assert(h_one_line(r.err), "one warning line wanted: '%s'", r.err);
+	cr_assert(strstr(r.err, "warning: ") && strstr(r.err, needle) &&
+			  strstr(r.err, "not be accounted"),
+		  "'%s' lacks '%s'", r.err, needle);
+	h_free(&r);
+}
+
+Test(run, warns_for_static_binaries)
+{
+	const char *st = h_build("tests/ctl-static-helper");
+	const char *script = h_fmt("%s/script", h_tmpdir());
+	struct h_out r;
+	FILE *f;
+
+	use_lib(harmless_lib(), NULL);
+	/* The helper really is static (independent check with file(1)). */
+	h_run(&r, (const char *const[]){"/usr/bin/file", "-L", st, NULL}, NULL);
+	cr_assert(strstr(r.out, "statically linked"), "%s", r.out);
+	h_free(&r);
+	expect_warning(st, "is a static binary (no ELF interpreter)");
+	/* A script whose interpreter is static is just as unreachable. */
+	f = fopen(script, "w");
+	cr_assert(f);
+	fprintf(f, "#!%s\n", st);
+	fclose(f);
+	cr_assert_eq(chmod(script, 0755), 0);
+	expect_warning(script, st);
+}
+
+/* A copy of true(1) with the given owner and mode in the test's directory. */
+static const char *special_copy(const char *name, uid_t uid, gid_t gid, mode_t mode)
+{
+	const char *path = h_fmt("%s/%s", h_tmpdir(), name);
+	struct h_out r;
+
+	cr_assert_eq(h_run(&r, (const char *const[]){"/bin/cp", "/bin/true", path, NULL}, NULL), 0);
+	h_free(&r);
+	cr_assert_eq(chown(path, uid, gid), 0);
+	cr_assert_eq(chmod(path, mode), 0);
+	return path;
+}
+
+Test(run, warns_for_setuid_and_setgid_programs)
+{
+	struct h_out r;
+
+	use_lib(harmless_lib(), NULL);
+	if (geteuid() != 0) {
+		/* Not root: passwd is setuid to someone else (root). */
+		expect_warning("/usr/bin/passwd", "is a setuid program");
+		return;
+	}
+	expect_warning(special_copy("suid", 65534, 0, 04755), "is a setuid program");
+	expect_warning(special_copy("sgid", 0, 65534, 02755), "is a setgid program");
+	/* Setuid to ourselves changes nothing: no warning. */
+	cr_assert_eq(CTL(&r, "run", "--dry-run", "--", special_copy("self", 0, 0, 04755)), 0);
+	cr_assert_eq(r.errlen, 0, "%s", r.err);
+	h_free(&r);
+}
+
+/* ---- a real program in the group ------------------------------------------ */
+
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert(fd >= 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void wait_listening(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timespec ts = {0, 50 * 1000000L};
+
+	for (int i = 0; i < 200; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0), rc;
+
+		rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+		close(fd);
+		if (rc == 0)
+			return;
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_fail("http.server did not listen on port %d", port);
+}
+
+static void make_file(const char *path, size_t bytes)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert(f);
+	for (size_t i = 0; i < bytes; i++)
+		fputc('a' + (int)(i % 26), f);
+	fclose(f);
+}
+
+Test(run, curl_is_accounted_in_the_group)
+{
+	const char *shim = h_build("libsockmem.so");
+	static const char *env[4];
+	const char *asan = getenv("SOCKMEM_ASAN_LIB");
+	int port = free_port();
+	struct h_out r, j;
+	pid_t server;
+
+	cr_assert_eq(access(shim, R_OK), 0, "%s is not built", shim);
+	make_file(h_fmt("%s/file", h_tmpdir()), 4 << 20);
+	server = h_start((const char *const[]){"/usr/bin/python3", "-m", "http.server",
+					       h_fmt("%d", port), "--bind", "127.0.0.1",
+					       "--directory", h_tmpdir(), NULL},
+			 NULL);
+	wait_listening(port);
+	/* Under the sanitizer build the shim needs the ASan runtime first. */
+	env[0] = asan && *asan ? h_fmt("LD_PRELOAD=%s", asan) : "SOCKMEM_TEST_NOTHING=1";
+	env[1] = "ASAN_OPTIONS=detect_leaks=0";
+	env[2] = NULL;
+	h_env(env);
+	cr_assert_eq(CTL(&r, "run", "-g", "curl", "--max", "64M", "--", "curl", "-sS", "-o",
+			 "/dev/null", "-w", "%{size_download}",
+			 h_fmt("http://127.0.0.1:%d/file", port)),
+		     0, "curl: %s", r.err);
+	cr_assert_str_eq(r.out, "4194304", "curl downloaded %s bytes", r.out);
+	h_free(&r);
+	kill(server, SIGTERM);
+	h_wait(server, 5000);
+	cr_assert_eq(CTL(&r, "stat", "curl", "--json"), 0, "%s", r.err);
+	/* curl's socket was charged while data sat in it, and all of it came
+	 * back when curl exited. */
+	h_run(&j,
+	      (const char *const[]){"/usr/bin/python3", h_src("check_json.py"), "max=67108864",
+				    "peak>0", "current=0", "processes=0", "sockets=0", NULL},
+	      r.out);
+	cr_assert_eq(j.status, 0, "%s\n%s", j.err, r.out);
+	h_free(&j);
+	h_free(&r);
+}

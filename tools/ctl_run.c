@@ -1,0 +1,419 @@
+/*
+ * sockmemctl run: exec a command inside a group, with libsockmem.so
+ * preloaded (like `systemd-run -p MemoryMax=`).
+ */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+static const char run_help[] =
+	"Usage: sockmemctl run [-g GROUP] [--max SIZE] [--high SIZE] [--low SIZE]\n"
+	"                      [--dry-run] [--] COMMAND [ARGS...]\n"
+	"\n"
+	"Run COMMAND with libsockmem.so preloaded and its sockets charged to GROUP.\n"
+	"\n"
+	"  -g, --group GROUP  the group (default: run-<pid>, the pid COMMAND will have;\n"
+	"                     remove it afterwards with 'sockmemctl rm')\n"
+	"      --max SIZE     set the group's limits before starting (see 'set'); the\n"
+	"      --high SIZE    group and the segment are created if missing\n"
+	"      --low SIZE\n"
+	"      --dry-run      print the environment, command and warnings; run nothing\n"
+	"                     and change nothing\n"
+	"  -h, --help         this help\n"
+	"\n"
+	"COMMAND's environment gets LD_PRELOAD (libsockmem.so first, after any\n"
+	"sanitizer runtime, then what LD_PRELOAD held), SOCKMEM_GROUP and, with\n"
+	"--namespace, SOCKMEM_NAMESPACE. The library is $SOCKMEM_LIB if set, else\n"
+	"libsockmem.so in sockmemctl's own directory.\n"
+	"\n"
+	"The preload cannot reach static binaries (no dynamic loader runs) nor\n"
+	"setuid/setgid or file-capability programs that change credentials (the\n"
+	"loader ignores LD_PRELOAD paths in secure-execution mode); run warns when\n"
+	"COMMAND is one and runs it unaccounted.\n"
+	"\n"
+	"Exit status: COMMAND's; 126 if it cannot be executed, 127 if not found;\n"
+	"1 when the group cannot be set up; 2 for a usage error.\n";
+
+struct run_opts {
+	const char *group;
+	int64_t max, high, low; /* SOCKMEM_KEEP when not given */
+	bool dry_run;
+	char **argv; /* the command */
+	char group_buf[32];
+	char lib[PATH_MAX];
+	char path[PATH_MAX]; /* the command, resolved through PATH */
+};
+
+/* ---- options ------------------------------------------------------------------- */
+
+static int parse_run_args(struct ctl *ctx, int argc, char **argv, struct run_opts *o)
+{
+	static const struct option opts[] = {
+		{"group", required_argument, NULL, 'g'}, {"max", required_argument, NULL, 'M'},
+		{"high", required_argument, NULL, 'H'},  {"low", required_argument, NULL, 'L'},
+		{"dry-run", no_argument, NULL, 'd'},     {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c, rc = CTL_OK;
+
+	while (rc == CTL_OK && (c = ctl_getopt(ctx, argc, argv, "g:h", opts, true)) != -1) {
+		switch (c) {
+		case 'g':
+			o->group = optarg;
+			rc = ctl_check_path(ctx, optarg);
+			break;
+		case 'M':
+			rc = ctl_parse_size(ctx, "--max", optarg, &o->max);
+			break;
+		case 'H':
+			rc = ctl_parse_size(ctx, "--high", optarg, &o->high);
+			break;
+		case 'L':
+			rc = ctl_parse_size(ctx, "--low", optarg, &o->low);
+			break;
+		case 'd':
+			o->dry_run = true;
+			break;
+		case 'h':
+			ctl_help(run_help);
+			return -1;
+		default:
+			return CTL_USAGE;
+		}
+	}
+	if (rc != CTL_OK)
+		return rc;
+	if (optind >= argc)
+		return ctl_usage(ctx, "missing COMMAND");
+	o->argv = argv + optind;
+	return ctl_precheck_limits(o->max, o->high, o->low);
+}
+
+/* ---- the environment -------------------------------------------------------------- */
+
+static const char *env_get(char **envp, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; envp && *envp; envp++)
+		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+			return *envp + n + 1;
+	return NULL;
+}
+
+/* The preload library: $SOCKMEM_LIB, else libsockmem.so beside our binary. */
+static int find_library(const struct ctl *ctx, struct run_opts *o)
+{
+	char exe[PATH_MAX], want[PATH_MAX + 32];
+	ssize_t n;
+
+	if (ctx->env_lib) {
+		snprintf(want, sizeof(want), "%s", ctx->env_lib);
+	} else {
+		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (n < 0)
+			return ctl_fail(CTL_ERR, "cannot find sockmemctl's own path (/proc/self/exe):"
+						 " %s; set SOCKMEM_LIB to libsockmem.so",
+					strerror(errno));
+		exe[n] = '\0';
+		*strrchr(exe, '/') = '\0';
+		snprintf(want, sizeof(want), "%s/libsockmem.so", exe);
+	}
+	/* Absolute, so that a command that changes directory still finds it. */
+	if (!realpath(want, o->lib) || access(o->lib, R_OK) != 0)
+		return ctl_fail(CTL_ERR, "preload library %s not found (%s); build libsockmem.so or "
+					 "set SOCKMEM_LIB to its path",
+				want, strerror(errno));
+	return CTL_OK;
+}
+
+/* Sanitizer runtimes must stay first in LD_PRELOAD (ASan insists). */
+static bool is_sanitizer_runtime(const char *entry, size_t len)
+{
+	const char *base = entry;
+
+	for (size_t i = 0; i < len; i++)
+		if (entry[i] == '/')
+			base = entry + i + 1;
+	return strncmp(base, "libasan", 7) == 0 || strncmp(base, "libtsan", 7) == 0 ||
+	       strncmp(base, "libubsan", 8) == 0 || strncmp(base, "libclang_rt.", 12) == 0;
+}
+
+/* Is the LD_PRELOAD entry p[0..n) our library (by resolved path)? */
+static bool same_file(const char *p, size_t n, const char *lib)
+{
+	char entry[PATH_MAX], real[PATH_MAX];
+
+	if (n >= sizeof(entry))
+		return false;
+	memcpy(entry, p, n);
+	entry[n] = '\0';
+	return strcmp(entry, lib) == 0 || (realpath(entry, real) && strcmp(real, lib) == 0);
+}
+
+/* Append the entries of `old` (separated by ':' or ' ') that are (or are
+ * not) sanitizer runtimes, skipping our own library. */
+static void append_entries(char *buf, size_t len, const char *old, const char *lib, bool san)
+{
+	for (const char *p = old; p && *p;) {
+		size_t n = strcspn(p, ": ");
+
+		if (n && is_sanitizer_runtime(p, n) == san && !same_file(p, n, lib)) {
+			size_t used = strlen(buf);
+
+			snprintf(buf + used, len - used, "%s%.*s", used ? ":" : "", (int)n, p);
+		}
+		p += n + (p[n] != '\0');
+	}
+}
+
+static char *build_preload(const char *lib, const char *old)
+{
+	static const char var[] = "LD_PRELOAD=";
+	size_t cap = strlen(lib) + (old ? strlen(old) : 0) + 2;
+	char *s = calloc(1, sizeof(var) + cap), *body;
+
+	if (!s)
+		return NULL;
+	memcpy(s, var, sizeof(var) - 1);
+	body = s + sizeof(var) - 1;
+	append_entries(body, cap, old, lib, true);
+	snprintf(body + strlen(body), cap - strlen(body), "%s%s", *body ? ":" : "", lib);
+	append_entries(body, cap, old, lib, false);
+	return s;
+}
+
+static bool overridden(const char *entry, const char *const *names)
+{
+	for (; *names; names++) {
+		size_t n = strlen(*names);
+
+		if (strncmp(entry, *names, n) == 0 && entry[n] == '=')
+			return true;
+	}
+	return false;
+}
+
+/* COMMAND's environment: ours minus what we override, plus our settings.
+ * The strings are leaked: we exec or exit right after. */
+static char **build_env(const struct ctl *ctx, const struct run_opts *o)
+{
+	const char *drop[8] = {"LD_PRELOAD", "SOCKMEM_GROUP"};
+	size_t n = 0, k = 2, j = 0;
+	char **env, *s;
+
+	if (ctx->ns)
+		drop[k++] = "SOCKMEM_NAMESPACE";
+	/* Limits given here win over inherited SOCKMEM_MAX etc. that the shim
+	 * would otherwise apply when the command starts. */
+	if (o->max != SOCKMEM_KEEP)
+		drop[k++] = "SOCKMEM_MAX";
+	if (o->high != SOCKMEM_KEEP)
+		drop[k++] = "SOCKMEM_HIGH";
+	if (o->low != SOCKMEM_KEEP)
+		drop[k++] = "SOCKMEM_LOW";
+	while (ctx->environ && ctx->environ[n])
+		n++;
+	env = calloc(n + 4, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!overridden(ctx->environ[i], drop))
+			env[j++] = ctx->environ[i];
+	s = build_preload(o->lib, env_get(ctx->environ, "LD_PRELOAD"));
+	if (!s)
+		return NULL;
+	env[j++] = s;
+	if (asprintf(&s, "SOCKMEM_GROUP=%s", o->group) < 0)
+		return NULL;
+	env[j++] = s;
+	if (ctx->ns) {
+		if (asprintf(&s, "SOCKMEM_NAMESPACE=%s", ctx->ns) < 0)
+			return NULL;
+		env[j++] = s;
+	}
+	return env;
+}
+
+/* ---- the command -------------------------------------------------------------------- */
+
+/* execvp's search: the first executable regular file along PATH. */
+static int resolve_command(const struct ctl *ctx, struct run_opts *o)
+{
+	const char *name = o->argv[0], *path = env_get(ctx->environ, "PATH");
+	struct stat st;
+
+	if (strchr(name, '/')) {
+		snprintf(o->path, sizeof(o->path), "%s", name);
+		return CTL_OK;
+	}
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (const char *p = path;; p += strcspn(p, ":") + 1) {
+		size_t n = strcspn(p, ":");
+
+		snprintf(o->path, sizeof(o->path), "%.*s%s%s", (int)n, n ? p : ".", "/", name);
+		if (stat(o->path, &st) == 0 && S_ISREG(st.st_mode) && access(o->path, X_OK) == 0)
+			return CTL_OK;
+		if (p[n] == '\0')
+			break;
+	}
+	return ctl_fail(127, "run: command '%s' not found in PATH", name);
+}
+
+/* Does this ELF file name a program interpreter (the dynamic loader)?
+ * 1: yes, 0: no (static), -1: not an ELF file we can read. */
+static int elf_has_interp(int fd)
+{
+	unsigned char id[EI_NIDENT];
+	Elf64_Ehdr e64;
+	Elf32_Ehdr e32;
+	uint64_t phoff;
+	unsigned phnum, phentsize;
+
+	if (pread(fd, id, sizeof(id), 0) != (ssize_t)sizeof(id) || memcmp(id, ELFMAG, SELFMAG))
+		return -1;
+	if (id[EI_CLASS] == ELFCLASS64 && pread(fd, &e64, sizeof(e64), 0) == (ssize_t)sizeof(e64)) {
+		phoff = e64.e_phoff, phnum = e64.e_phnum, phentsize = e64.e_phentsize;
+	} else if (id[EI_CLASS] == ELFCLASS32 &&
+		   pread(fd, &e32, sizeof(e32), 0) == (ssize_t)sizeof(e32)) {
+		phoff = e32.e_phoff, phnum = e32.e_phnum, phentsize = e32.e_phentsize;
+	} else {
+		return -1;
+	}
+	for (unsigned i = 0; i < phnum && i < 4096; i++) {
+		uint32_t type; /* p_type is the first word in both classes */
+
+		if (pread(fd, &type, sizeof(type), (off_t)(phoff + (uint64_t)i * phentsize)) !=
+		    (ssize_t)sizeof(type))
+			return -1;
+		if (type == PT_INTERP)
+			return 1;
+	}
+	return 0;
+}
+
+/* Will exec put the program in secure-execution mode (AT_SECURE), where the
+ * loader ignores LD_PRELOAD entries with a slash? */
+static const char *secure_exec_reason(const char *path, const struct stat *st)
+{
+	struct statvfs vfs;
+
+	if (statvfs(path, &vfs) == 0 && (vfs.f_flag & ST_NOSUID))
+		return NULL; /* the bits are ignored on this mount */
+	if ((st->st_mode & S_ISUID) && st->st_uid != getuid())
+		return "setuid";
+	if ((st->st_mode & S_ISGID) && (st->st_mode & S_IXGRP) && st->st_gid != getgid())
+		return "setgid";
+	if (getuid() != 0 && getxattr(path, "security.capability", NULL, 0) > 0)
+		return "file-capability";
+	return NULL;
+}
+
+/* One line per reason the preload cannot reach the program. A "#!" script
+ * is judged by its interpreter (one level). */
+static void warn_unreachable(const char *path, int depth)
+{
+	char line[PATH_MAX], *end;
+	struct stat st;
+	const char *why;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return; /* exec will report it */
+	}
+	why = secure_exec_reason(path, &st);
+	if (why)
+		ctl_warn("%s is a %s program: the dynamic loader ignores LD_PRELOAD for it "
+			 "(secure-execution mode), so its sockets will not be accounted",
+			 path, why);
+	if (elf_has_interp(fd) == 0)
+		ctl_warn("%s is a static binary (no ELF interpreter): no dynamic loader runs, so "
+			 "LD_PRELOAD cannot reach it and its sockets will not be accounted",
+			 path);
+	n = pread(fd, line, sizeof(line) - 1, 0);
+	close(fd);
+	if (depth > 0 || n < 3 || line[0] != '#' || line[1] != '!')
+		return;
+	line[n] = '\0';
+	end = line + 2 + strspn(line + 2, " \t");
+	end[strcspn(end, " \t\n")] = '\0';
+	if (*end == '/')
+		warn_unreachable(end, depth + 1);
+}
+
+static void print_dry_run(const struct ctl *ctx, const struct run_opts *o, char **env)
+{
+	char nsbuf[32];
+
+	printf("group: %s (namespace %s)\n", o->group, ctl_ns_name(ctx, nsbuf, sizeof(nsbuf)));
+	for (char **e = env; *e; e++)
+		if (strncmp(*e, "LD_PRELOAD=", 11) == 0 || strncmp(*e, "SOCKMEM_", 8) == 0)
+			printf("%s\n", *e);
+	printf("command: %s", o->path);
+	for (char **a = o->argv + 1; *a; a++)
+		printf(" %s", *a);
+	printf("\n");
+}
+
+static int setup_group(const struct ctl *ctx, const struct run_opts *o)
+{
+	sockmem_seg_t *seg;
+	uint32_t idx;
+	int rc;
+
+	rc = ctl_open(ctx, CTL_CREATE, &seg);
+	if (rc != CTL_OK)
+		return rc;
+	rc = ctl_ensure_group(seg, o->group, o->max, o->high, o->low, &idx);
+	sockmem_close(seg);
+	return rc;
+}
+
+int ctl_cmd_run(struct ctl *ctx, int argc, char **argv)
+{
+	struct run_opts o = {.max = SOCKMEM_KEEP, .high = SOCKMEM_KEEP, .low = SOCKMEM_KEEP};
+	char **env;
+	int rc;
+
+	rc = parse_run_args(ctx, argc, argv, &o);
+	if (rc != CTL_OK)
+		return rc < 0 ? CTL_OK : rc;
+	if (!o.group) {
+		/* exec keeps our pid: the group is named after the command's pid. */
+		snprintf(o.group_buf, sizeof(o.group_buf), "run-%d", (int)getpid());
+		o.group = o.group_buf;
+	}
+	rc = find_library(ctx, &o);
+	if (rc == CTL_OK)
+		rc = resolve_command(ctx, &o);
+	if (rc != CTL_OK)
+		return rc;
+	warn_unreachable(o.path, 0);
+	env = build_env(ctx, &o);
+	if (!env)
+		return ctl_fail(CTL_ERR, "out of memory");
+	if (o.dry_run) {
+		print_dry_run(ctx, &o, env);
+		return CTL_OK;
+	}
+	rc = setup_group(ctx, &o);
+	if (rc != CTL_OK)
+		return rc;
+	fflush(NULL);
+	execve(o.path, o.argv, env);
+	return ctl_fail(errno == ENOENT ? 127 : 126, "run: cannot execute %s: %s", o.path,
+			strerror(errno));
+}
