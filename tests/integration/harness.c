@@ -171,13 +171,16 @@ static bool env_dropped(const char *kv)
 	       !strncmp(kv, "ASAN_OPTIONS=", 13);
 }
 
+/* "name=value" in one of a few static buffers: the worker is single-threaded
+ * and execve copies the strings, so each spawn can reuse them. */
 static char *kv(const char *name, const char *val)
 {
-	char *s = NULL;
+	static char store[3][2 * PATH_MAX + 64];
+	static int next;
+	char *b = store[next++ % 3];
 
-	if (asprintf(&s, "%s=%s", name, val) < 0)
-		return NULL;
-	return s;
+	snprintf(b, sizeof(store[0]), "%s=%s", name, val);
+	return b;
 }
 
 /* The child's environment: the worker's, minus anything that would change
@@ -301,7 +304,7 @@ int h_spawn(struct h_proc *p, const char *const argv[], const struct h_spawn_opt
 		if (p->pid < 0)
 			rc = -errno;
 	}
-	free(env); /* the asprintf'd strings leak: a handful per test process */
+	free(env);
 	close_fd(&in_pipe[0]);
 	close_fd(&out_pipe[1]);
 	if (!o->pipe_in)
