@@ -1,0 +1,46 @@
+/*
+ * Private declarations shared by the core's own files (the .c files under lib/).
+ */
+#ifndef SOCKMEM_CORE_H
+#define SOCKMEM_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* Deepest hierarchy a walk will follow (a path of 127 chars has at most 64
+ * components); also the bound that stops a walk on a corrupted parent chain. */
+#define SM_DEPTH_MAX 64
+
+/* Pressure period after a max hit (default 1 s; the shim may tune it). */
+extern uint64_t sm_pressure_period_ns;
+
+/* sockmem_try_charge; with count == false a refusal is not counted (no
+ * failcnt, events.max or pressure): for speculative attempts. */
+bool sm_try_charge(sockmem_seg_t *seg, uint32_t group, int64_t nr, uint32_t *fail, bool count);
+
+/* hdr.table_lock (robust). 0, or -errno if the lock is unrecoverable. */
+int sm_table_lock(sockmem_seg_t *seg);
+void sm_table_unlock(sockmem_seg_t *seg);
+
+/* Group index -> live group, or NULL (out of range / not live). */
+struct sockmem_group *sm_group_live(sockmem_seg_t *seg, uint32_t idx);
+/* The parent of a group, NULL at the top or if the index is out of range. */
+struct sockmem_group *sm_group_parent(sockmem_seg_t *seg, const struct sockmem_group *g);
+/* Is `idx` equal to `anc` or one of its descendants? */
+bool sm_group_within(sockmem_seg_t *seg, uint32_t idx, uint32_t anc);
+
+/* Return what a process record and its slots hold to its group and free
+ * them. The caller owns the record (state DEAD). Returns bytes uncharged. */
+int64_t sm_proc_release(sockmem_seg_t *seg, uint32_t idx);
+
+/* /proc/<pid>/stat field 22 (starttime, clock ticks since boot); 0 if the
+ * process does not exist or the file cannot be parsed. */
+uint64_t sm_proc_start_time(int pid);
+
+/* Cache subsystem: register this process for membarrier (idempotent, redone
+ * after fork). */
+void sm_cache_register_process(void);
+
+#endif /* SOCKMEM_CORE_H */

@@ -1,0 +1,236 @@
+/*
+ * Per-process records: what a member process holds, so that it returns to
+ * its group when the process dies, even by SIGKILL.
+ *
+ * A record is identified by (pid, start_time): a pid that exists but has a
+ * different start time is a reused pid and the record is dead. Records are
+ * claimed and released under the table lock, so a CLAIMED record seen by a
+ * lock holder belongs to a process that died mid-registration.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+
+#define RLX(p) atomic_load_explicit((p), memory_order_relaxed)
+#define ADD(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
+
+/* Skip `n` space-separated fields. */
+static const char *skip_fields(const char *p, int n)
+{
+	while (n-- > 0) {
+		while (*p == ' ')
+			p++;
+		while (*p && *p != ' ')
+			p++;
+	}
+	while (*p == ' ')
+		p++;
+	return p;
+}
+
+/* Concurrency: any thread; no allocation (open/read, not stdio). */
+uint64_t sm_proc_start_time(int pid)
+{
+	char path[40], buf[512];
+	const char *p;
+	uint64_t v = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold spaces and ')'; the last
+	 * ')' ends it. starttime is field 22, i.e. the 20th after the ')'. */
+	p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	p = skip_fields(p + 1, 19);
+	if (*p < '0' || *p > '9')
+		return 0;
+	for (; *p >= '0' && *p <= '9'; p++)
+		v = v * 10 + (uint64_t)(*p - '0');
+	return v;
+}
+
+static uint64_t self_start_time(void)
+{
+	static int pid;
+	static uint64_t st;
+
+	if (pid != getpid()) { /* recomputed after fork */
+		st = sm_proc_start_time(getpid());
+		pid = getpid();
+	}
+	return st;
+}
+
+/* Concurrency: table lock. */
+int sockmem_proc_register(sockmem_seg_t *seg, uint32_t group, uint32_t *proc)
+{
+	struct sockmem_group *g;
+	int rc = sm_table_lock(seg);
+
+	if (rc < 0)
+		return rc;
+	g = sm_group_live(seg, group);
+	rc = g ? -ENOSPC : -ENOENT;
+	for (uint32_t i = 0; g && i < seg->nprocs; i++) {
+		struct sockmem_proc *p = &seg->procs[i];
+
+		if (RLX(&p->state) != SOCKMEM_FREE)
+			continue;
+		atomic_store_explicit(&p->state, SOCKMEM_CLAIMED, memory_order_relaxed);
+		p->pid = getpid();
+		p->start_time = self_start_time();
+		p->group = group;
+		p->group_gen = RLX(&g->generation);
+		atomic_store_explicit(&p->sock, 0, memory_order_relaxed);
+		atomic_store_explicit(&p->sockets, 0, memory_order_relaxed);
+		atomic_store_explicit(&p->heartbeat_ns, sockmem_now_ns(), memory_order_relaxed);
+		ADD(&g->processes, 1);
+		atomic_store_explicit(&p->state, SOCKMEM_LIVE, memory_order_release);
+		*proc = i;
+		rc = 0;
+		break;
+	}
+	sm_table_unlock(seg);
+	return rc;
+}
+
+/* Take a slot of a dead (or unregistering) process away from drainers and
+ * return what it held. The owner no longer runs, so `busy` is ignored. */
+static int64_t release_slot(struct sockmem_slot *s)
+{
+	uint32_t zero = 0;
+	int64_t held;
+
+	for (int i = 0; i < 20000; i++) { /* a drainer holds steal ~2 ms at most */
+		zero = 0;
+		if (atomic_compare_exchange_strong(&s->steal, &zero, 1))
+			break;
+		sched_yield();
+	}
+	held = atomic_exchange(&s->stock, 0) + atomic_exchange(&s->sock, 0);
+	s->proc = SOCKMEM_NONE;
+	atomic_store_explicit(&s->busy, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->steal, 0, memory_order_release);
+	atomic_store_explicit(&s->state, SOCKMEM_FREE, memory_order_release);
+	return held;
+}
+
+/* Concurrency: the caller holds the table lock and moved the record to DEAD. */
+int64_t sm_proc_release(sockmem_seg_t *seg, uint32_t idx)
+{
+	struct sockmem_proc *p = &seg->procs[idx];
+	struct sockmem_group *g = sockmem_group_at(seg, p->group);
+	int64_t held = atomic_exchange(&p->sock, 0);
+
+	for (uint32_t i = 0; i < seg->nslots; i++) {
+		struct sockmem_slot *s = &seg->slots[i];
+		uint32_t live = SOCKMEM_LIVE;
+
+		if (s->proc == idx && RLX(&s->state) == SOCKMEM_LIVE &&
+		    atomic_compare_exchange_strong(&s->state, &live, SOCKMEM_DEAD))
+			held += release_slot(s);
+	}
+	if (held > 0 && g)
+		sockmem_uncharge(seg, p->group, held);
+	else if (held < 0)
+		sm_log_once(SM_LOG_ERROR,
+			    "segment %s: process record %u held %lld bytes (negative: an "
+			    "accounting bug)", seg->name, idx, (long long)held);
+	if (g) {
+		ADD(&g->sockets, -atomic_exchange(&p->sockets, 0));
+		ADD(&g->processes, -1);
+	}
+	atomic_store_explicit(&p->state, SOCKMEM_FREE, memory_order_release);
+	return held > 0 ? held : 0;
+}
+
+/* Concurrency: table lock; the caller's threads have detached their caches. */
+void sockmem_proc_unregister(sockmem_seg_t *seg, uint32_t proc)
+{
+	struct sockmem_proc *p = sockmem_proc_at(seg, proc);
+	uint32_t live = SOCKMEM_LIVE;
+
+	if (!p || sm_table_lock(seg) < 0)
+		return;
+	if (p->pid == getpid() && atomic_compare_exchange_strong(&p->state, &live, SOCKMEM_DEAD))
+		sm_proc_release(seg, proc);
+	sm_table_unlock(seg);
+}
+
+static bool proc_dead(const struct sockmem_proc *p)
+{
+	uint64_t st;
+
+	if (p->pid <= 0)
+		return true;
+	if (p->pid == getpid())
+		return p->start_time != self_start_time();
+	if (kill(p->pid, 0) < 0 && errno == ESRCH)
+		return true;
+	st = sm_proc_start_time(p->pid);
+	return st == 0 || st != p->start_time; /* gone, or the pid was reused */
+}
+
+/* Under the lock, CLAIMED means the claimer died before publishing. */
+static void free_abandoned_groups(sockmem_seg_t *seg)
+{
+	for (uint32_t i = 0; i < seg->ngroups; i++) {
+		struct sockmem_group *g = &seg->groups[i];
+
+		if (RLX(&g->state) == SOCKMEM_CLAIMED || RLX(&g->state) == SOCKMEM_DEAD) {
+			sm_log(SM_LOG_WARN, "segment %s: freeing group entry %u abandoned by a dead "
+			       "process", seg->name, i);
+			atomic_store_explicit(&g->state, SOCKMEM_FREE, memory_order_release);
+		}
+	}
+}
+
+/* Concurrency: table lock; any process; the CAS LIVE->DEAD picks one reaper. */
+int sockmem_reap(sockmem_seg_t *seg, int64_t *bytes_returned)
+{
+	int64_t bytes = 0;
+	int n = 0, rc;
+
+	if (bytes_returned)
+		*bytes_returned = 0;
+	rc = sm_table_lock(seg);
+	if (rc < 0)
+		return rc;
+	for (uint32_t i = 0; i < seg->nprocs; i++) {
+		struct sockmem_proc *p = &seg->procs[i];
+		uint32_t live = SOCKMEM_LIVE;
+		uint32_t st = RLX(&p->state);
+
+		if (st == SOCKMEM_CLAIMED || st == SOCKMEM_DEAD) {
+			atomic_store_explicit(&p->state, SOCKMEM_FREE, memory_order_release);
+			continue;
+		}
+		if (st != SOCKMEM_LIVE || !proc_dead(p))
+			continue;
+		if (!atomic_compare_exchange_strong(&p->state, &live, SOCKMEM_DEAD))
+			continue;
+		bytes += sm_proc_release(seg, i);
+		n++;
+	}
+	free_abandoned_groups(seg);
+	sm_table_unlock(seg);
+	if (bytes_returned)
+		*bytes_returned = bytes;
+	return n;
+}

@@ -1,0 +1,399 @@
+/*
+ * The shared-memory segment: naming, race-free create-or-attach, validation.
+ *
+ * Creation builds the whole segment under a private temporary name and
+ * publishes it with link(2) into /dev/shm, which either atomically creates
+ * the final name or fails with EEXIST; an attacher therefore only ever sees
+ * a fully initialised segment, and of N simultaneous creators exactly one
+ * wins while the others attach to the winner's segment.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+
+#define SHM_DIR "/dev/shm"
+#define SHM_PREFIX "/sockmem-"
+#define CAP_MAX (1u << 20)
+
+/* ---- names ----------------------------------------------------------- */
+
+/* Concurrency: pure function. */
+int sockmem_ns_valid(const char *ns)
+{
+	size_t n;
+
+	if (!ns || !*ns)
+		return -EINVAL;
+	for (n = 0; ns[n]; n++) {
+		char c = ns[n];
+
+		if (n >= SOCKMEM_NS_MAX - 1)
+			return -EINVAL;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return -EINVAL;
+	}
+	/* "." and ".." would name odd files; a leading '.' hides it. */
+	return ns[0] == '.' ? -EINVAL : 0;
+}
+
+/* Concurrency: pure function. */
+int sockmem_shm_name(const char *ns, char *buf, size_t len)
+{
+	int n;
+
+	if (sockmem_ns_valid(ns) < 0)
+		return -EINVAL;
+	n = snprintf(buf, len, SHM_PREFIX "%s", ns);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static void default_ns(char *buf, size_t len)
+{
+	snprintf(buf, len, "u%u", (unsigned)geteuid());
+}
+
+/* Concurrency: any time; processes still attached keep their mapping. */
+int sockmem_unlink(const char *ns)
+{
+	char name[SOCKMEM_NS_MAX + 16], def[SOCKMEM_NS_MAX];
+
+	if (!ns) {
+		default_ns(def, sizeof(def));
+		ns = def;
+	}
+	if (sockmem_shm_name(ns, name, sizeof(name)) < 0)
+		return -EINVAL;
+	return shm_unlink(name) < 0 ? -errno : 0;
+}
+
+/* ---- accessors (pure index arithmetic, bounds-checked) ---------------- */
+
+struct sockmem_header *sockmem_header(sockmem_seg_t *seg)
+{
+	return seg->hdr;
+}
+
+struct sockmem_group *sockmem_group_at(sockmem_seg_t *seg, uint32_t idx)
+{
+	return idx < seg->ngroups ? &seg->groups[idx] : NULL;
+}
+
+struct sockmem_proc *sockmem_proc_at(sockmem_seg_t *seg, uint32_t idx)
+{
+	return idx < seg->nprocs ? &seg->procs[idx] : NULL;
+}
+
+struct sockmem_slot *sockmem_slot_at(sockmem_seg_t *seg, uint32_t idx)
+{
+	return idx < seg->nslots ? &seg->slots[idx] : NULL;
+}
+
+/* ---- the table lock --------------------------------------------------- */
+
+/* Concurrency: process-shared robust mutex; a holder that died (SIGKILL)
+ * hands the lock over with EOWNERDEAD and the tables are consistent again
+ * because every multi-step change under it goes through CLAIMED/DEAD states
+ * that the next holder (reap) cleans up. */
+int sm_table_lock(sockmem_seg_t *seg)
+{
+	int rc;
+
+	if (seg->readonly)
+		return -EROFS;
+	rc = pthread_mutex_lock(&seg->hdr->table_lock);
+	if (rc == EOWNERDEAD) {
+		sm_log(SM_LOG_WARN, "segment %s: a process died holding the table lock; recovering",
+		       seg->name);
+		rc = pthread_mutex_consistent(&seg->hdr->table_lock);
+	}
+	return -rc;
+}
+
+void sm_table_unlock(sockmem_seg_t *seg)
+{
+	pthread_mutex_unlock(&seg->hdr->table_lock);
+}
+
+/* ---- layout ----------------------------------------------------------- */
+
+struct layout {
+	uint32_t cap[4];
+	uint64_t off[4];
+	uint64_t total;
+};
+
+static const uint32_t table_size[4] = {
+	sizeof(struct sockmem_group), sizeof(struct sockmem_proc),
+	sizeof(struct sockmem_slot), sizeof(struct sockmem_trace),
+};
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static int plan_layout(const struct sockmem_open_opts *o, struct layout *l, char *err,
+		       size_t errlen)
+{
+	uint32_t want[4] = { o->groups, o->procs, o->slots, o->traces };
+	static const uint32_t def[4] = { SOCKMEM_DEFAULT_GROUPS, SOCKMEM_DEFAULT_PROCS,
+					 SOCKMEM_DEFAULT_SLOTS, SOCKMEM_DEFAULT_TRACES };
+	static const char *const what[4] = { "groups", "procs", "slots", "traces" };
+	uint64_t pos = align_up(sizeof(struct sockmem_header), SOCKMEM_CACHELINE);
+
+	for (int i = 0; i < 4; i++) {
+		l->cap[i] = want[i] ? want[i] : def[i];
+		if (l->cap[i] > CAP_MAX)
+			return sm_fail(err, errlen, -EINVAL, "capacity of %s %u exceeds %u",
+				       what[i], l->cap[i], CAP_MAX);
+		l->off[i] = pos;
+		pos = align_up(pos + (uint64_t)l->cap[i] * table_size[i], SOCKMEM_CACHELINE);
+	}
+	l->total = align_up(pos, 4096);
+	return 0;
+}
+
+static void init_lock(struct sockmem_header *h)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&h->table_lock, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
+/* Fill a zeroed mapping; the magic is stored last (release). */
+static void init_segment(void *base, const struct layout *l, const char *ns)
+{
+	struct sockmem_header *h = base;
+	struct timespec ts;
+
+	h->abi_version = SOCKMEM_ABI_VERSION;
+	h->header_size = sizeof(*h);
+	h->total_size = l->total;
+	h->owner_uid = (uint32_t)geteuid();
+	h->mode = 0600;
+	h->group_capacity = l->cap[0];
+	h->group_size = table_size[0];
+	h->proc_capacity = l->cap[1];
+	h->proc_size = table_size[1];
+	h->slot_capacity = l->cap[2];
+	h->slot_size = table_size[2];
+	h->trace_capacity = l->cap[3];
+	h->trace_size = table_size[3];
+	h->group_offset = l->off[0];
+	h->proc_offset = l->off[1];
+	h->slot_offset = l->off[2];
+	h->trace_offset = l->off[3];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	h->created_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	snprintf(h->ns, sizeof(h->ns), "%s", ns);
+	init_lock(h);
+	__atomic_store_n(&h->magic, SOCKMEM_SHM_MAGIC, __ATOMIC_RELEASE);
+}
+
+static void seg_fill(sockmem_seg_t *seg, void *base, size_t len, bool ro, const char *name)
+{
+	struct sockmem_header *h = base;
+
+	seg->hdr = h;
+	seg->size = len;
+	seg->groups = (struct sockmem_group *)((char *)base + h->group_offset);
+	seg->procs = (struct sockmem_proc *)((char *)base + h->proc_offset);
+	seg->slots = (struct sockmem_slot *)((char *)base + h->slot_offset);
+	seg->traces = (struct sockmem_trace *)((char *)base + h->trace_offset);
+	seg->ngroups = h->group_capacity;
+	seg->nprocs = h->proc_capacity;
+	seg->nslots = h->slot_capacity;
+	seg->ntraces = h->trace_capacity;
+	seg->readonly = ro;
+	snprintf(seg->name, sizeof(seg->name), "%s", name);
+}
+
+/* ---- create / attach -------------------------------------------------- */
+
+/* Build a segment under a private name and publish it with link(2).
+ * -EEXIST: another process published first (the caller attaches). */
+static int create_seg(const char *name, const char *ns, const struct sockmem_open_opts *o,
+		      sockmem_seg_t *seg, char *err, size_t errlen)
+{
+	char tmp[SOCKMEM_NS_MAX + 64], from[sizeof(tmp) + 16], to[SOCKMEM_NS_MAX + 32];
+	struct layout l = { 0 };
+	uint32_t rnd = 0;
+	void *base;
+	int fd, rc;
+
+	rc = plan_layout(o, &l, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (uint32_t)sockmem_now_ns();
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%08x", name, (int)getpid(), rnd);
+	fd = shm_open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return sm_fail(err, errlen, -errno, "segment %s: cannot create %s: %s", name,
+			       tmp, strerror(errno));
+	/* The umask may have cleared bits; set exactly 0600 on purpose. */
+	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)l.total) < 0) {
+		rc = sm_fail(err, errlen, -errno, "segment %s: cannot size %s: %s", name, tmp,
+			     strerror(errno));
+		goto out_unlink;
+	}
+	base = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		rc = sm_fail(err, errlen, -errno, "segment %s: mmap: %s", name, strerror(errno));
+		goto out_unlink;
+	}
+	init_segment(base, &l, ns);
+	snprintf(from, sizeof(from), SHM_DIR "%s", tmp);
+	snprintf(to, sizeof(to), SHM_DIR "%s", name);
+	if (link(from, to) < 0) {
+		rc = errno == EEXIST ? -EEXIST : -errno;
+		if (rc != -EEXIST)
+			sm_fail(err, errlen, rc, "segment %s: cannot publish: %s", name,
+				strerror(errno));
+		munmap(base, l.total);
+		goto out_unlink;
+	}
+	seg_fill(seg, base, l.total, false, name);
+	rc = 0;
+out_unlink:
+	shm_unlink(tmp);
+	close(fd);
+	return rc;
+}
+
+static int check_file(const char *name, const struct stat *st, const struct sockmem_open_opts *o,
+		      char *err, size_t errlen)
+{
+	uid_t me = geteuid();
+
+	if (o->allow_foreign)
+		return 0;
+	if (st->st_uid != me)
+		return sm_fail(err, errlen, -EACCES,
+			       "segment %s: owned by uid %u, not by this user (uid %u)", name,
+			       (unsigned)st->st_uid, (unsigned)me);
+	if (st->st_mode & 0177)
+		return sm_fail(err, errlen, -EACCES,
+			       "segment %s: mode %04o is wider than 0600", name,
+			       (unsigned)(st->st_mode & 07777));
+	return 0;
+}
+
+/* Open, check owner and mode, map and validate an existing segment. */
+static int attach_seg(const char *name, const struct sockmem_open_opts *o, sockmem_seg_t *seg,
+		      char *err, size_t errlen)
+{
+	struct stat st;
+	void *base;
+	int fd, rc;
+
+	fd = shm_open(name, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+	if (fd < 0)
+		return sm_fail(err, errlen, -errno, "segment %s: %s", name, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		rc = sm_fail(err, errlen, -errno, "segment %s: fstat: %s", name, strerror(errno));
+		goto out;
+	}
+	rc = check_file(name, &st, o, err, errlen);
+	if (rc < 0)
+		goto out;
+	if ((size_t)st.st_size < sizeof(struct sockmem_header)) {
+		rc = sm_fail(err, errlen, -EPROTO,
+			     "segment %s: truncated: %lld bytes, smaller than the header", name,
+			     (long long)st.st_size);
+		goto out;
+	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ | (o->readonly ? 0 : PROT_WRITE),
+		    MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		rc = sm_fail(err, errlen, -errno, "segment %s: mmap: %s", name, strerror(errno));
+		goto out;
+	}
+	rc = sockmem_validate(base, (size_t)st.st_size, (uint32_t)st.st_uid, err, errlen);
+	if (rc < 0) {
+		munmap(base, (size_t)st.st_size);
+		goto out;
+	}
+	seg_fill(seg, base, (size_t)st.st_size, o->readonly, name);
+out:
+	close(fd);
+	return rc;
+}
+
+/* Validation messages from sockmem_validate lack the name; prefix it. */
+static int name_error(const char *name, int rc, char *err, size_t errlen)
+{
+	char tmp[SOCKMEM_ERRLEN];
+
+	if (rc == -EPROTO && err && errlen && strncmp(err, "segment ", 8) != 0) {
+		snprintf(tmp, sizeof(tmp), "%s", err);
+		snprintf(err, errlen, "segment %s: %s", name, tmp);
+	}
+	return rc;
+}
+
+/*
+ * Concurrency: any number of processes may open (and create) the same
+ * namespace at once; all end up on one segment. Not async-signal-safe.
+ */
+int sockmem_open(const struct sockmem_open_opts *opts, sockmem_seg_t **out, char *err,
+		 size_t errlen)
+{
+	static const struct sockmem_open_opts none;
+	const struct sockmem_open_opts *o = opts ? opts : &none;
+	char def[SOCKMEM_NS_MAX], name[SOCKMEM_NS_MAX + 16];
+	const char *ns = o->ns;
+	sockmem_seg_t *seg;
+	int rc = -ENOENT;
+
+	if (!ns) {
+		default_ns(def, sizeof(def));
+		ns = def;
+	}
+	if (sockmem_shm_name(ns, name, sizeof(name)) < 0)
+		return sm_fail(err, errlen, -EINVAL,
+			       "bad namespace \"%.64s\": use 1-63 of [A-Za-z0-9._-]", ns);
+	seg = calloc(1, sizeof(*seg));
+	if (!seg)
+		return sm_fail(err, errlen, -ENOMEM, "out of memory");
+	/* Attach; if missing, try to create; if we lost the race, attach again. */
+	for (int i = 0; i < 8; i++) {
+		rc = attach_seg(name, o, seg, err, errlen);
+		if (rc != -ENOENT || !o->create || o->readonly)
+			break;
+		rc = create_seg(name, ns, o, seg, err, errlen);
+		if (rc != -EEXIST)
+			break;
+	}
+	if (rc < 0) {
+		free(seg);
+		return name_error(name, rc, err, errlen);
+	}
+	if (!seg->readonly)
+		sockmem_reap(seg, NULL);
+	*out = seg;
+	return 0;
+}
+
+/* Concurrency: the caller must have detached its caches and unregistered. */
+void sockmem_close(sockmem_seg_t *seg)
+{
+	if (!seg)
+		return;
+	munmap(seg->hdr, seg->size);
+	free(seg);
+}

@@ -1,0 +1,110 @@
+/*
+ * Small helpers: sizes for humans, the clock.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+static int suffix_shift(char c)
+{
+	switch (c) {
+	case 'k':
+	case 'K':
+		return 10;
+	case 'm':
+	case 'M':
+		return 20;
+	case 'g':
+	case 'G':
+		return 30;
+	case 't':
+	case 'T':
+		return 40;
+	default:
+		return -1;
+	}
+}
+
+/* After a K/M/G/T suffix: "", "B", "iB" (case-insensitive B). */
+static bool unit_tail_ok(const char *s)
+{
+	if (*s == 'i' || *s == 'I')
+		s++;
+	else if (*s == '\0')
+		return true;
+	return (*s == 'b' || *s == 'B') && s[1] == '\0';
+}
+
+/* Concurrency: pure function. */
+int sockmem_parse_size(const char *s, int64_t *out)
+{
+	uint64_t v = 0;
+	int shift = 0;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (strcmp(s, "max") == 0) {
+		*out = SOCKMEM_UNLIMITED;
+		return 0;
+	}
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (uint64_t)(INT64_MAX - (*s - '0')) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (*s) {
+		if ((*s == 'b' || *s == 'B') && s[1] == '\0')
+			shift = 0;
+		else if ((shift = suffix_shift(*s)) < 0 || !unit_tail_ok(s + 1))
+			return -EINVAL;
+	}
+	if (v > ((uint64_t)INT64_MAX >> shift))
+		return -ERANGE;
+	*out = (int64_t)(v << shift);
+	return 0;
+}
+
+/* Concurrency: pure function (writes only buf). */
+char *sockmem_format_size(int64_t v, char *buf, size_t len)
+{
+	static const char units[] = "KMGT";
+	int i;
+
+	if (!buf || !len)
+		return buf;
+	if (v == SOCKMEM_UNLIMITED) {
+		snprintf(buf, len, "max");
+		return buf;
+	}
+	if ((v < 1024 && v > -1024) || v == INT64_MIN) {
+		snprintf(buf, len, "%lld", (long long)v);
+		return buf;
+	}
+	for (i = 3; i >= 0; i--) {
+		int64_t unit = INT64_C(1) << (10 * (i + 1));
+		int64_t a = v < 0 ? -v : v;
+
+		if (a < unit)
+			continue;
+		if (a % unit == 0)
+			snprintf(buf, len, "%lld%c", (long long)(v / unit), units[i]);
+		else
+			snprintf(buf, len, "%.1f%c", (double)v / (double)unit, units[i]);
+		break;
+	}
+	return buf;
+}
+
+/* Concurrency: any thread, async-signal-safe (vDSO clock). */
+uint64_t sockmem_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

@@ -1,0 +1,242 @@
+/*
+ * Validation of a mapped segment image. Never trusts, never repairs.
+ *
+ * Safe on arbitrary bytes (fuzzed): every read is preceded by a bounds check
+ * against `len`, and records are copied out with memcpy before their fields
+ * are examined, so a concurrently changing or hostile image cannot make the
+ * checks read outside [base, base + len).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core.h"
+
+#define CAP_MAX (1u << 20)
+
+struct table {
+	const char *name;
+	uint32_t cap, size, want;
+	uint64_t off;
+};
+
+static int check_header(const struct sockmem_header *h, size_t len, uint32_t uid, char *err,
+			size_t errlen)
+{
+	if (h->magic != SOCKMEM_SHM_MAGIC)
+		return sm_fail(err, errlen, -EPROTO, "bad magic 0x%016llx (not a sockmem segment)",
+			       (unsigned long long)h->magic);
+	if (h->abi_version != SOCKMEM_ABI_VERSION)
+		return sm_fail(err, errlen, -EPROTO, "ABI version %u, this library speaks %u",
+			       h->abi_version, SOCKMEM_ABI_VERSION);
+	if (h->header_size != sizeof(*h))
+		return sm_fail(err, errlen, -EPROTO, "header size %u, expected %zu",
+			       h->header_size, sizeof(*h));
+	if (h->total_size != len)
+		return sm_fail(err, errlen, -EPROTO,
+			       "size %llu in the header but the file has %zu bytes (truncated?)",
+			       (unsigned long long)h->total_size, len);
+	if (h->owner_uid != uid)
+		return sm_fail(err, errlen, -EPROTO, "header says owner uid %u, file owner is %u",
+			       h->owner_uid, uid);
+	if (memchr(h->ns, '\0', sizeof(h->ns)) == NULL)
+		return sm_fail(err, errlen, -EPROTO, "namespace name without terminator");
+	return 0;
+}
+
+static int check_table(const struct table *t, const struct table *all, int n, size_t len,
+		       char *err, size_t errlen)
+{
+	uint64_t end;
+
+	if (t->size != t->want)
+		return sm_fail(err, errlen, -EPROTO, "%s record size %u, expected %u", t->name,
+			       t->size, t->want);
+	if (t->cap == 0 || t->cap > CAP_MAX)
+		return sm_fail(err, errlen, -EPROTO, "%s capacity %u out of range (1..%u)",
+			       t->name, t->cap, CAP_MAX);
+	if (t->off % SOCKMEM_CACHELINE || t->off < sizeof(struct sockmem_header) || t->off > len)
+		return sm_fail(err, errlen, -EPROTO, "%s table offset %llu invalid", t->name,
+			       (unsigned long long)t->off);
+	end = t->off + (uint64_t)t->cap * t->size; /* cap, size < 2^32: no overflow */
+	if (end > len)
+		return sm_fail(err, errlen, -EPROTO,
+			       "%s table [%llu, %llu) extends past the end (%zu bytes)", t->name,
+			       (unsigned long long)t->off, (unsigned long long)end, len);
+	for (int i = 0; i < n; i++) {
+		uint64_t oend = all[i].off + (uint64_t)all[i].cap * all[i].size;
+
+		if (&all[i] != t && t->off < oend && all[i].off < end)
+			return sm_fail(err, errlen, -EPROTO, "%s table overlaps the %s table",
+				       t->name, all[i].name);
+	}
+	return 0;
+}
+
+static int check_tables(const struct sockmem_header *h, size_t len, char *err, size_t errlen)
+{
+	const struct table t[4] = {
+		{ "group", h->group_capacity, h->group_size, sizeof(struct sockmem_group),
+		  h->group_offset },
+		{ "process", h->proc_capacity, h->proc_size, sizeof(struct sockmem_proc),
+		  h->proc_offset },
+		{ "slot", h->slot_capacity, h->slot_size, sizeof(struct sockmem_slot),
+		  h->slot_offset },
+		{ "trace", h->trace_capacity, h->trace_size, sizeof(struct sockmem_trace),
+		  h->trace_offset },
+	};
+	int rc;
+
+	for (int i = 0; i < 4; i++) {
+		rc = check_table(&t[i], t, i, len, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Copy record i of a table (bounds already checked by check_tables). */
+static void copy_rec(void *dst, const void *base, uint64_t off, uint32_t size, uint32_t i)
+{
+	memcpy(dst, (const char *)base + off + (uint64_t)i * size, size);
+}
+
+static uint32_t state_of(const void *rec)
+{
+	uint32_t s;
+
+	memcpy(&s, rec, sizeof(s)); /* state is the first word of every record */
+	return s;
+}
+
+static int check_group_parent(const void *base, const struct sockmem_header *h, uint32_t i,
+			      const struct sockmem_group *g, char *err, size_t errlen)
+{
+	struct sockmem_group p;
+	size_t plen;
+
+	if (g->parent == SOCKMEM_NONE) {
+		if (g->depth != 0 || strchr(g->path, '/'))
+			return sm_fail(err, errlen, -EPROTO,
+				       "group %u \"%s\" has no parent but depth %u", i, g->path,
+				       g->depth);
+		return 0;
+	}
+	if (g->parent >= h->group_capacity)
+		return sm_fail(err, errlen, -EPROTO,
+			       "group %u parent index %u out of range (capacity %u)", i, g->parent,
+			       h->group_capacity);
+	copy_rec(&p, base, h->group_offset, h->group_size, g->parent);
+	if (p.state != SOCKMEM_LIVE)
+		return sm_fail(err, errlen, -EPROTO, "group %u parent %u is not live (state %u)",
+			       i, g->parent, p.state);
+	if (g->depth != p.depth + 1 || g->depth > SM_DEPTH_MAX)
+		return sm_fail(err, errlen, -EPROTO, "group %u depth %u, parent %u has depth %u",
+			       i, g->depth, g->parent, p.depth);
+	plen = strnlen(p.path, sizeof(p.path));
+	if (plen >= sizeof(p.path) || strncmp(g->path, p.path, plen) != 0 || g->path[plen] != '/')
+		return sm_fail(err, errlen, -EPROTO,
+			       "group %u path is not below its parent %u's path", i, g->parent);
+	return 0;
+}
+
+static int check_group(const void *base, const struct sockmem_header *h, uint32_t i, char *err,
+		       size_t errlen)
+{
+	struct sockmem_group g;
+	const char *why = NULL;
+
+	copy_rec(&g, base, h->group_offset, h->group_size, i);
+	if (g.state > SOCKMEM_DEAD)
+		return sm_fail(err, errlen, -EPROTO, "group %u has invalid state %u", i, g.state);
+	if (g.state != SOCKMEM_LIVE)
+		return 0;
+	if (memchr(g.path, '\0', sizeof(g.path)) == NULL)
+		return sm_fail(err, errlen, -EPROTO, "group %u name without terminator", i);
+	if (sockmem_path_valid(g.path, &why) < 0)
+		return sm_fail(err, errlen, -EPROTO, "group %u has an invalid name: %s", i, why);
+	if (g.max < 0 || g.high < 0 || g.low < 0)
+		return sm_fail(err, errlen, -EPROTO, "group %u \"%s\" has a negative limit", i,
+			       g.path);
+	return check_group_parent(base, h, i, &g, err, errlen);
+}
+
+static int check_procs(const void *base, const struct sockmem_header *h, char *err,
+		       size_t errlen)
+{
+	struct sockmem_proc p;
+
+	for (uint32_t i = 0; i < h->proc_capacity; i++) {
+		copy_rec(&p, base, h->proc_offset, h->proc_size, i);
+		if (p.state > SOCKMEM_DEAD)
+			return sm_fail(err, errlen, -EPROTO, "process record %u has invalid state %u",
+				       i, p.state);
+		if (p.state == SOCKMEM_LIVE && p.group >= h->group_capacity)
+			return sm_fail(err, errlen, -EPROTO,
+				       "process record %u group index %u out of range (capacity %u)",
+				       i, p.group, h->group_capacity);
+	}
+	return 0;
+}
+
+static int check_slots(const void *base, const struct sockmem_header *h, char *err,
+		       size_t errlen)
+{
+	struct sockmem_slot s;
+
+	for (uint32_t i = 0; i < h->slot_capacity; i++) {
+		copy_rec(&s, base, h->slot_offset, h->slot_size, i);
+		if (s.state > SOCKMEM_DEAD)
+			return sm_fail(err, errlen, -EPROTO, "slot %u has invalid state %u", i,
+				       s.state);
+		if (s.state != SOCKMEM_LIVE)
+			continue;
+		if (s.proc >= h->proc_capacity || s.group >= h->group_capacity)
+			return sm_fail(err, errlen, -EPROTO,
+				       "slot %u process %u / group %u out of range (capacities %u/%u)",
+				       i, s.proc, s.group, h->proc_capacity, h->group_capacity);
+	}
+	return 0;
+}
+
+static int check_traces(const void *base, const struct sockmem_header *h, char *err,
+			size_t errlen)
+{
+	struct sockmem_trace t;
+
+	for (uint32_t i = 0; i < h->trace_capacity; i++) {
+		copy_rec(&t, base, h->trace_offset, h->trace_size, i);
+		if (state_of(&t) > SOCKMEM_DEAD)
+			return sm_fail(err, errlen, -EPROTO, "trace %u has invalid state %u", i,
+				       state_of(&t));
+		if (state_of(&t) == SOCKMEM_LIVE &&
+		    (t.group >= h->group_capacity || t.depth > SOCKMEM_TRACE_DEPTH))
+			return sm_fail(err, errlen, -EPROTO,
+				       "trace %u group %u / depth %u out of range", i, t.group,
+				       t.depth);
+	}
+	return 0;
+}
+
+/* Concurrency: reads only; safe on any bytes (see top of file). */
+int sockmem_validate(const void *base, size_t len, uint32_t file_uid, char *err, size_t errlen)
+{
+	struct sockmem_header h;
+	int rc;
+
+	if (!base || len < sizeof(h))
+		return sm_fail(err, errlen, -EPROTO, "truncated: %zu bytes, smaller than the header",
+			       len);
+	memcpy(&h, base, sizeof(h));
+	rc = check_header(&h, len, file_uid, err, errlen);
+	if (rc == 0)
+		rc = check_tables(&h, len, err, errlen);
+	for (uint32_t i = 0; rc == 0 && i < h.group_capacity; i++)
+		rc = check_group(base, &h, i, err, errlen);
+	if (rc == 0)
+		rc = check_procs(base, &h, err, errlen);
+	if (rc == 0)
+		rc = check_slots(base, &h, err, errlen);
+	if (rc == 0)
+		rc = check_traces(base, &h, err, errlen);
+	return rc;
+}
