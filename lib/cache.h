@@ -50,7 +50,9 @@ static inline bool sm_slot_enter(struct sockmem_slot *s)
 		atomic_thread_fence(memory_order_seq_cst);
 	else
 		atomic_signal_fence(memory_order_seq_cst);
-	if (sm_likely(!atomic_load_explicit(&s->steal, memory_order_relaxed)))
+	/* acquire: pairs with the drainer's release of `steal`, so the stock
+	 * it zeroed is what we read next (a plain load on x86-64). */
+	if (sm_likely(!atomic_load_explicit(&s->steal, memory_order_acquire)))
 		return true;
 	atomic_store_explicit(&s->busy, 0, memory_order_release);
 	return false;
