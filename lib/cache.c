@@ -189,11 +189,12 @@ static bool direct_done(struct sockmem_cache *c, int64_t nr, bool force, bool ok
 
 /* Drain the failing level's caches once, then retry. Must not run with our
  * own slot's busy raised (the drain would wait for it). */
-static bool drain_retry(struct sockmem_cache *c, int64_t nr, uint32_t lvl, uint32_t *fail)
+static bool drain_retry(struct sockmem_cache *c, int64_t nr, uint32_t lvl, uint32_t *fail,
+			bool count)
 {
 	if (lvl != SOCKMEM_NONE)
 		sockmem_drain_caches(c->seg, lvl);
-	return sockmem_try_charge(c->seg, c->group, nr, fail);
+	return sm_try_charge(c->seg, c->group, nr, fail, count);
 }
 
 /* No slot, or our own fast path was interrupted (`nested`: then no drain,
@@ -202,11 +203,12 @@ static bool charge_uncached(struct sockmem_cache *c, int64_t nr, bool force, uin
 			    bool nested)
 {
 	uint32_t lvl = SOCKMEM_NONE;
-	/* Counted only if it is the final answer (nested: no drain follows). */
-	bool ok = sm_try_charge(c->seg, c->group, nr, &lvl, nested);
+	/* Counted only if it is the final answer (nested: no drain follows);
+	 * a forced charge counts its own event instead. */
+	bool ok = sm_try_charge(c->seg, c->group, nr, &lvl, nested && !force);
 
 	if (!ok && !nested)
-		ok = drain_retry(c, nr, lvl, &lvl);
+		ok = drain_retry(c, nr, lvl, &lvl, !force);
 	if (fail)
 		*fail = lvl;
 	return direct_done(c, nr, force, ok);
@@ -255,7 +257,7 @@ bool sm_cache_charge_slow(struct sockmem_cache *c, int64_t nr, bool force, uint3
 		return true;
 	/* At a limit: take every cache of that level back (ours included, which
 	 * is why busy is down now), then retry the whole amount uncached. */
-	ok = drain_retry(c, nr, lvl, &lvl);
+	ok = drain_retry(c, nr, lvl, &lvl, !force);
 	if (fail)
 		*fail = lvl;
 	return direct_done(c, nr, force, ok);

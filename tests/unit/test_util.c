@@ -1,0 +1,140 @@
+/* Sizes for humans: parse and format. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "sockmem/sockmem.h"
+
+struct pcase {
+	const char *in;
+	int rc;
+	int64_t v;
+};
+
+static const struct pcase parse_cases[] = {
+	{ "0", 0, 0 },
+	{ "123", 0, 123 },
+	{ "64K", 0, 65536 },
+	{ "64k", 0, 65536 },
+	{ "64KB", 0, 65536 },
+	{ "64KiB", 0, 65536 },
+	{ "64kib", 0, 65536 },
+	{ "64M", 0, 64 << 20 },
+	{ "1G", 0, 1 << 30 },
+	{ "2T", 0, INT64_C(2) << 40 },
+	{ "512B", 0, 512 },
+	{ "max", 0, SOCKMEM_UNLIMITED },
+	{ "9223372036854775807", 0, INT64_MAX },
+	{ "9223372036854775808", -ERANGE, 0 },
+	{ "99999999999999999999", -ERANGE, 0 },
+	{ "8388608T", -ERANGE, 0 },
+	{ "8388607T", 0, INT64_C(8388607) << 40 },
+	{ "", -EINVAL, 0 },
+	{ "-1", -EINVAL, 0 },
+	{ "+1", -EINVAL, 0 },
+	{ " 1", -EINVAL, 0 },
+	{ "1 ", -EINVAL, 0 },
+	{ "1.5M", -EINVAL, 0 },
+	{ "1X", -EINVAL, 0 },
+	{ "1Ki", -EINVAL, 0 },
+	{ "1iB", -EINVAL, 0 },
+	{ "1KBB", -EINVAL, 0 },
+	{ "K", -EINVAL, 0 },
+	{ "MAX", -EINVAL, 0 },
+	{ "maxx", -EINVAL, 0 },
+};
+
+Test(util, parse_size_table)
+{
+	for (size_t i = 0; i < sizeof(parse_cases) / sizeof(parse_cases[0]); i++) {
+		const struct pcase *c = &parse_cases[i];
+		int64_t v = -42;
+		int rc = sockmem_parse_size(c->in, &v);
+
+		cr_expect_eq(rc, c->rc, "parse(\"%s\") = %d, want %d", c->in, rc, c->rc);
+		if (c->rc == 0)
+			cr_expect_eq(v, c->v, "parse(\"%s\") = %lld, want %lld", c->in,
+				     (long long)v, (long long)c->v);
+		else
+			cr_expect_eq(v, -42, "parse(\"%s\") wrote its output on error", c->in);
+	}
+	cr_expect_eq(sockmem_parse_size(NULL, &(int64_t){ 0 }), -EINVAL);
+}
+
+struct fcase {
+	int64_t v;
+	const char *out;
+};
+
+static const struct fcase format_cases[] = {
+	{ 0, "0" },
+	{ 512, "512" },
+	{ 1023, "1023" },
+	{ 1024, "1K" },
+	{ 65536, "64K" },
+	{ 65536 + 6554, "70.4K" },
+	{ 64 << 20, "64M" },
+	{ (64 << 20) + (1 << 19), "64.5M" },
+	{ INT64_C(3) << 30, "3G" },
+	{ INT64_C(5) << 40, "5T" },
+	{ SOCKMEM_UNLIMITED, "max" },
+	{ -2048, "-2K" },
+};
+
+Test(util, format_size_table)
+{
+	char buf[32];
+
+	for (size_t i = 0; i < sizeof(format_cases) / sizeof(format_cases[0]); i++) {
+		const struct fcase *c = &format_cases[i];
+
+		cr_expect_str_eq(sockmem_format_size(c->v, buf, sizeof(buf)), c->out,
+				 "format(%lld)", (long long)c->v);
+	}
+	/* Truncates safely. */
+	cr_expect_str_eq(sockmem_format_size(65536, buf, 2), "6");
+}
+
+Test(util, format_parse_roundtrip)
+{
+	char buf[32];
+	int64_t v;
+
+	for (int64_t x = 1; x < (INT64_C(1) << 42); x = x * 3 + 1024) {
+		int64_t exact = x & ~INT64_C(1023);
+
+		sockmem_format_size(exact, buf, sizeof(buf));
+		if (strchr(buf, '.'))
+			continue;
+		cr_assert_eq(sockmem_parse_size(buf, &v), 0, "%s", buf);
+		cr_expect_eq(v, exact, "%s", buf);
+	}
+}
+
+Test(util, now_is_monotonic)
+{
+	uint64_t a = sockmem_now_ns(), b = sockmem_now_ns();
+
+	cr_expect(a > 0);
+	cr_expect(b >= a);
+}
+
+Test(util, ns_and_shm_name)
+{
+	char buf[128];
+
+	cr_expect_eq(sockmem_ns_valid("u1000"), 0);
+	cr_expect_eq(sockmem_ns_valid("a.b_c-9"), 0);
+	cr_expect_eq(sockmem_ns_valid(""), -EINVAL);
+	cr_expect_eq(sockmem_ns_valid("a/b"), -EINVAL);
+	cr_expect_eq(sockmem_ns_valid(".."), -EINVAL);
+	cr_expect_eq(sockmem_ns_valid("a b"), -EINVAL);
+	memset(buf, 'x', 64);
+	buf[64] = '\0';
+	cr_expect_eq(sockmem_ns_valid(buf), -EINVAL, "64 characters do not fit with the NUL");
+	buf[63] = '\0';
+	cr_expect_eq(sockmem_ns_valid(buf), 0, "63 characters are the most");
+	cr_expect_eq(sockmem_shm_name("t1", buf, sizeof(buf)), 0);
+	cr_expect_str_eq(buf, "/sockmem-t1");
+	cr_expect_eq(sockmem_shm_name("t/1", buf, sizeof(buf)), -EINVAL);
+}
