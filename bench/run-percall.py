@@ -41,7 +41,7 @@ def workloads(a):
     return {**extra, 
         "percall_64": (["percall", "-s", "64", "-i", str(a.iterations)],
                        "ns_per_pair", "ns/pair", False),
-        "percall_16k": (["percall", "-s", "16K", "-i", str(max(a.iterations // 4, 1))],
+        "percall_16k": (["percall", "-s", "16K", "-i", str(max(a.iterations // 2, 1))],
                         "ns_per_pair", "ns/pair", False),
         "stream_1": (["stream", "-c", "1", "-t", "1", "-d", d],
                      "gbit_per_s", "Gbit/s", True),
@@ -243,9 +243,9 @@ def parse_args():
                     help="where sockmem-bench, libsockmem.so, sockmemctl are (build)")
     ap.add_argument("--runs", type=int, help="runs per configuration (5; --quick 3)")
     ap.add_argument("--iterations", type=int,
-                    help="percall pairs per batch for 64 B, 16 KiB uses a quarter (20000)")
-    ap.add_argument("--stream-seconds", type=float, help="per stream measurement (2)")
-    ap.add_argument("--charge-ms", type=int, help="per charge-bench measurement (300)")
+                    help="percall pairs per batch for 64 B, 16 KiB uses half (5000)")
+    ap.add_argument("--stream-seconds", type=float, help="per stream measurement (1)")
+    ap.add_argument("--charge-ms", type=int, help="per charge-bench measurement (200)")
     ap.add_argument("--no-charge", action="store_true", help="skip sockmem-charge-bench")
     ap.add_argument("--with-pingpong", action="store_true",
                     help="also cross-process ping-pong latency (p50, 64 B)")
@@ -253,7 +253,7 @@ def parse_args():
     ap.add_argument("--quick", action="store_true",
                     help="3 runs, short measurements (a smoke run, not for RESULTS.md)")
     a = ap.parse_args()
-    defaults = (3, 2000, 0.3, 50) if a.quick else (5, 20000, 2.0, 300)
+    defaults = (3, 2000, 0.3, 50) if a.quick else (5, 5000, 1.0, 200)
     for name, d in zip(("runs", "iterations", "stream_seconds", "charge_ms"), defaults):
         if getattr(a, name) is None:
             setattr(a, name, d)
