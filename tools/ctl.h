@@ -30,11 +30,11 @@ enum {
  * in main(): commands never call getenv() themselves.
  */
 struct ctl {
-	const char *cmd;      /* the command being run ("stat"), for messages */
-	const char *ns;       /* namespace; NULL: the core's default */
-	const char *ns_from;  /* where ns came from: "--namespace" or the variable */
-	const char *env_lib;  /* SOCKMEM_LIB (run: preload library override) */
-	char **environ;       /* the environment given to `run`'s command */
+	const char *cmd;     /* the command being run ("stat"), for messages */
+	const char *ns;	     /* namespace; NULL: the core's default */
+	const char *ns_from; /* where ns came from: "--namespace" or the variable */
+	const char *env_lib; /* SOCKMEM_LIB (run: preload library override) */
+	char **environ;	     /* the environment given to `run`'s command */
 };
 
 /* A command: name, one-line summary (for the tool's --help), entry point. */
@@ -96,8 +96,8 @@ int ctl_precheck_limits(int64_t max, int64_t high, int64_t low);
 /* Find or create group `path` (and its parents) and apply the given limits
  * (SOCKMEM_KEEP: unchanged). A group created here is removed again when the
  * limits are refused. Prints one line and returns CTL_ERR on failure. */
-int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t high,
-		     int64_t low, uint32_t *idx);
+int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t high, int64_t low,
+		     uint32_t *idx);
 
 /* ---- command-line helpers (ctl_util.c) --------------------------------- */
 

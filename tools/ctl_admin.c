@@ -259,8 +259,7 @@ int ctl_cmd_reap(struct ctl *ctx, int argc, char **argv)
 }
 
 /* Why a group cannot be removed, for the refusal line. */
-static void busy_reason(sockmem_seg_t *seg, uint32_t idx, const char *path, char *buf,
-			size_t len)
+static void busy_reason(sockmem_seg_t *seg, uint32_t idx, const char *path, char *buf, size_t len)
 {
 	struct sockmem_group_stat st, *all;
 	bool children = false;

@@ -19,7 +19,7 @@ static const char plot_help[] =
 	"Usage: sockmemctl plot FILE.csv --out FILE.png [--title TEXT]\n"
 	"\n"
 	"Draw a file written by 'sockmemctl record' as a PNG: current and sock usage\n"
-	"over time, the max (red), high (orange, dashed) and low (green, dashed)\n"
+	"over time, the max (red), high (orange) and low (green)\n"
 	"limits, and pressure episodes shaded in red: the sawtooth between the\n"
 	"watermarks. Needs gnuplot with the pngcairo terminal (Debian: gnuplot-nox).\n"
 	"\n"
@@ -31,8 +31,8 @@ static const char plot_help[] =
 	"is missing or fails; 2 for a usage error.\n";
 
 enum { C_T, C_CUR, C_SOCK, C_MAX, C_HIGH, C_LOW, C_PRESS, NCOLS };
-static const char *const col_names[NCOLS] = {"time_s", "current", "sock",          "max",
-					     "high",   "low",     "under_pressure"};
+static const char *const col_names[NCOLS] = {"time_s", "current", "sock",	   "max",
+					     "high",   "low",	  "under_pressure"};
 
 struct series {
 	const char *file;
@@ -71,7 +71,8 @@ static int read_header(struct series *s, char *line)
 			if (strcmp(f[i], col_names[c]) == 0)
 				s->col[c] = i;
 		if (s->col[c] < 0)
-			return ctl_fail(CTL_ERR, "%s is not a 'sockmemctl record' file: no column '%s'",
+			return ctl_fail(CTL_ERR,
+					"%s is not a 'sockmemctl record' file: no column '%s'",
 					s->file, col_names[c]);
 	}
 	return CTL_OK;
@@ -140,8 +141,8 @@ static int read_csv(struct series *s)
 /* ---- the gnuplot script ------------------------------------------------------- */
 
 struct scale {
-	double top;        /* y range top, in units */
-	double unit;       /* bytes per unit */
+	double top;	   /* y range top, in units */
+	double unit;	   /* bytes per unit */
 	const char *label; /* "MiB" */
 	bool has[NCOLS];   /* the column has at least one finite value */
 };
@@ -151,8 +152,11 @@ static void choose_scale(const struct series *s, struct scale *sc)
 	static const struct {
 		double unit;
 		const char *label;
-	} units[] = {{1099511627776.0, "TiB"}, {1073741824.0, "GiB"}, {1048576.0, "MiB"},
-		     {1024.0, "KiB"},          {1.0, "bytes"}};
+	} units[] = {{1099511627776.0, "TiB"},
+		     {1073741824.0, "GiB"},
+		     {1048576.0, "MiB"},
+		     {1024.0, "KiB"},
+		     {1.0, "bytes"}};
 	double ymax = 0;
 
 	memset(sc, 0, sizeof(*sc));
@@ -206,8 +210,8 @@ static void gp_script(FILE *g, const struct series *s, const char *out, const ch
 		[C_CUR] = "with lines lw 2 lc rgb '#1f4e99' title 'current'",
 		[C_SOCK] = "with lines lw 1 dt 3 lc rgb '#3aa0c8' title 'sock'",
 		[C_MAX] = "with steps lw 2 lc rgb '#c0392b' title 'max'",
-		[C_HIGH] = "with steps lw 1.5 dt 2 lc rgb '#e67e22' title 'high'",
-		[C_LOW] = "with steps lw 1.5 dt 2 lc rgb '#27ae60' title 'low'",
+		[C_HIGH] = "with steps lw 1.5 lc rgb '#e67e22' title 'high'",
+		[C_LOW] = "with steps lw 1.5 lc rgb '#27ae60' title 'low'",
 	};
 	struct scale sc;
 
@@ -216,9 +220,10 @@ static void gp_script(FILE *g, const struct series *s, const char *out, const ch
 	gp_string(g, out);
 	fprintf(g, "\nset title ");
 	gp_string(g, title);
-	fprintf(g, "\nset xlabel 'time (s)'\nset ylabel 'socket memory (%s)'\n"
-		   "set grid\nset key outside right top\nset yrange [0:%g]\n"
-		   "set xrange [%g:%g]\nset style fill transparent solid 0.25 noborder\n",
+	fprintf(g,
+		"\nset xlabel 'time (s)'\nset ylabel 'socket memory (%s)'\n"
+		"set grid\nset key outside right top\nset yrange [0:%g]\n"
+		"set xrange [%g:%g]\nset style fill transparent solid 0.25 noborder\n",
 		sc.label, sc.top, s->v[0][C_T],
 		s->v[s->n - 1][C_T] > s->v[0][C_T] ? s->v[s->n - 1][C_T] : s->v[0][C_T] + 1);
 	gp_data(g, s, &sc);

@@ -58,9 +58,12 @@ struct run_opts {
 static int parse_run_args(struct ctl *ctx, int argc, char **argv, struct run_opts *o)
 {
 	static const struct option opts[] = {
-		{"group", required_argument, NULL, 'g'}, {"max", required_argument, NULL, 'M'},
-		{"high", required_argument, NULL, 'H'},  {"low", required_argument, NULL, 'L'},
-		{"dry-run", no_argument, NULL, 'd'},     {"help", no_argument, NULL, 'h'},
+		{"group", required_argument, NULL, 'g'},
+		{"max", required_argument, NULL, 'M'},
+		{"high", required_argument, NULL, 'H'},
+		{"low", required_argument, NULL, 'L'},
+		{"dry-run", no_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c, rc = CTL_OK;
@@ -121,8 +124,9 @@ static int find_library(const struct ctl *ctx, struct run_opts *o)
 	} else {
 		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 		if (n < 0)
-			return ctl_fail(CTL_ERR, "cannot find sockmemctl's own path (/proc/self/exe):"
-						 " %s; set SOCKMEM_LIB to libsockmem.so",
+			return ctl_fail(CTL_ERR,
+					"cannot find sockmemctl's own path (/proc/self/exe):"
+					" %s; set SOCKMEM_LIB to libsockmem.so",
 					strerror(errno));
 		exe[n] = '\0';
 		*strrchr(exe, '/') = '\0';
@@ -130,8 +134,9 @@ static int find_library(const struct ctl *ctx, struct run_opts *o)
 	}
 	/* Absolute, so that a command that changes directory still finds it. */
 	if (!realpath(want, o->lib) || access(o->lib, R_OK) != 0)
-		return ctl_fail(CTL_ERR, "preload library %s not found (%s); build libsockmem.so or "
-					 "set SOCKMEM_LIB to its path",
+		return ctl_fail(CTL_ERR,
+				"preload library %s not found (%s); build libsockmem.so or "
+				"set SOCKMEM_LIB to its path",
 				want, strerror(errno));
 	return CTL_OK;
 }
@@ -203,13 +208,37 @@ static bool overridden(const char *entry, const char *const *names)
 	return false;
 }
 
-/* COMMAND's environment: ours minus what we override, plus our settings.
- * The strings are leaked: we exec or exit right after. */
-static char **build_env(const struct ctl *ctx, const struct run_opts *o)
+/* COMMAND's environment: the inherited strings minus what we override, then
+ * ours (owned, freed by free_env). */
+struct run_env {
+	char **env;
+	char *own[3];
+	int nown;
+};
+
+static void free_env(struct run_env *e)
+{
+	while (e->nown > 0)
+		free(e->own[--e->nown]);
+	free(e->env);
+	e->env = NULL;
+}
+
+/* Append an owned string (NULL: out of memory). */
+static int add_own(struct run_env *e, size_t *j, char *s)
+{
+	if (!s)
+		return -1;
+	e->own[e->nown++] = s;
+	e->env[(*j)++] = s;
+	return 0;
+}
+
+static int build_env(const struct ctl *ctx, const struct run_opts *o, struct run_env *e)
 {
 	const char *drop[8] = {"LD_PRELOAD", "SOCKMEM_GROUP"};
 	size_t n = 0, k = 2, j = 0;
-	char **env, *s;
+	char *s = NULL, *t = NULL;
 
 	if (ctx->ns)
 		drop[k++] = "SOCKMEM_NAMESPACE";
@@ -223,25 +252,18 @@ static char **build_env(const struct ctl *ctx, const struct run_opts *o)
 		drop[k++] = "SOCKMEM_LOW";
 	while (ctx->environ && ctx->environ[n])
 		n++;
-	env = calloc(n + 4, sizeof(*env));
-	if (!env)
-		return NULL;
+	e->env = calloc(n + 4, sizeof(*e->env));
+	if (!e->env)
+		return -1;
 	for (size_t i = 0; i < n; i++)
 		if (!overridden(ctx->environ[i], drop))
-			env[j++] = ctx->environ[i];
-	s = build_preload(o->lib, env_get(ctx->environ, "LD_PRELOAD"));
-	if (!s)
-		return NULL;
-	env[j++] = s;
-	if (asprintf(&s, "SOCKMEM_GROUP=%s", o->group) < 0)
-		return NULL;
-	env[j++] = s;
-	if (ctx->ns) {
-		if (asprintf(&s, "SOCKMEM_NAMESPACE=%s", ctx->ns) < 0)
-			return NULL;
-		env[j++] = s;
-	}
-	return env;
+			e->env[j++] = ctx->environ[i];
+	if (add_own(e, &j, build_preload(o->lib, env_get(ctx->environ, "LD_PRELOAD"))) < 0 ||
+	    asprintf(&s, "SOCKMEM_GROUP=%s", o->group) < 0 || add_own(e, &j, s) < 0)
+		return -1;
+	if (ctx->ns && (asprintf(&t, "SOCKMEM_NAMESPACE=%s", ctx->ns) < 0 || add_own(e, &j, t) < 0))
+		return -1;
+	return 0;
 }
 
 /* ---- the command -------------------------------------------------------------------- */
@@ -385,7 +407,7 @@ static int setup_group(const struct ctl *ctx, const struct run_opts *o)
 int ctl_cmd_run(struct ctl *ctx, int argc, char **argv)
 {
 	struct run_opts o = {.max = SOCKMEM_KEEP, .high = SOCKMEM_KEEP, .low = SOCKMEM_KEEP};
-	char **env;
+	struct run_env e = {0};
 	int rc;
 
 	rc = parse_run_args(ctx, argc, argv, &o);
@@ -402,18 +424,22 @@ int ctl_cmd_run(struct ctl *ctx, int argc, char **argv)
 	if (rc != CTL_OK)
 		return rc;
 	warn_unreachable(o.path, 0);
-	env = build_env(ctx, &o);
-	if (!env)
+	if (build_env(ctx, &o, &e) < 0) {
+		free_env(&e);
 		return ctl_fail(CTL_ERR, "out of memory");
+	}
 	if (o.dry_run) {
-		print_dry_run(ctx, &o, env);
+		print_dry_run(ctx, &o, e.env);
+		free_env(&e);
 		return CTL_OK;
 	}
 	rc = setup_group(ctx, &o);
-	if (rc != CTL_OK)
-		return rc;
-	fflush(NULL);
-	execve(o.path, o.argv, env);
-	return ctl_fail(errno == ENOENT ? 127 : 126, "run: cannot execute %s: %s", o.path,
-			strerror(errno));
+	if (rc == CTL_OK) {
+		fflush(NULL);
+		execve(o.path, o.argv, e.env);
+		rc = ctl_fail(errno == ENOENT ? 127 : 126, "run: cannot execute %s: %s", o.path,
+			      strerror(errno));
+	}
+	free_env(&e);
+	return rc;
 }

@@ -195,7 +195,7 @@ static const struct {
 	const char *label;
 	size_t off;
 } prom_events[] = {
-	{"low", F(ev_low)},           {"high", F(ev_high)},           {"max", F(ev_max)},
+	{"low", F(ev_low)},	      {"high", F(ev_high)},	      {"max", F(ev_max)},
 	{"pressure", F(ev_pressure)}, {"throttled", F(ev_throttled)},
 };
 #undef F

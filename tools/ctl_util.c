@@ -111,11 +111,15 @@ int ctl_open(const struct ctl *ctx, enum ctl_open_mode mode, sockmem_seg_t **seg
 	if (sockmem_shm_name(ns, shm, sizeof(shm)) < 0)
 		snprintf(shm, sizeof(shm), "/sockmem-%s", ns);
 	if (rc == -EACCES || rc == -EPERM)
-		return ctl_fail(CTL_ERR, "namespace '%s': %s; use a namespace of your own "
-					 "(--namespace), or fix /dev/shm%s (owner, mode 0600)", ns, err, shm);
+		return ctl_fail(CTL_ERR,
+				"namespace '%s': %s; use a namespace of your own "
+				"(--namespace), or fix /dev/shm%s (owner, mode 0600)",
+				ns, err, shm);
 	if (rc == -EPROTO)
-		return ctl_fail(CTL_ERR, "namespace '%s': invalid segment: %s; if no program uses "
-					 "it, delete /dev/shm%s", ns, err, shm);
+		return ctl_fail(CTL_ERR,
+				"namespace '%s': invalid segment: %s; if no program uses "
+				"it, delete /dev/shm%s",
+				ns, err, shm);
 	return ctl_fail(CTL_ERR, "namespace '%s': cannot open the segment: %s", ns, err);
 }
 
@@ -147,8 +151,10 @@ int ctl_check_path(const struct ctl *ctx, const char *path)
  * "a-c"): the sorted list is a depth-first walk of the tree. */
 static int path_cmp(const void *a, const void *b)
 {
-	const unsigned char *p = (const unsigned char *)((const struct sockmem_group_stat *)a)->path;
-	const unsigned char *q = (const unsigned char *)((const struct sockmem_group_stat *)b)->path;
+	const unsigned char *p =
+		(const unsigned char *)((const struct sockmem_group_stat *)a)->path;
+	const unsigned char *q =
+		(const unsigned char *)((const struct sockmem_group_stat *)b)->path;
 
 	for (; *p && *p == *q; p++, q++)
 		;
@@ -168,7 +174,8 @@ int ctl_snapshot(sockmem_seg_t *seg, struct sockmem_group_stat **out)
 	st = calloc(cap ? cap : 1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	for (idx = sockmem_group_next(seg, 0); idx != SOCKMEM_NONE && idx < cap && (uint32_t)n < cap;
+	for (idx = sockmem_group_next(seg, 0);
+	     idx != SOCKMEM_NONE && idx < cap && (uint32_t)n < cap;
 	     idx = sockmem_group_next(seg, idx + 1)) {
 		/* A group removed between next() and stat() is simply skipped. */
 		if (sockmem_group_stat(seg, idx, &st[n]) == 0)
@@ -205,8 +212,9 @@ static uint64_t proc_start_time(int32_t pid)
 	buf[n] = '\0';
 	/* The command name may hold spaces and ')': skip to the last ')'. */
 	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
-				"%*d %*d %*d %*d %llu",
+	if (!p || sscanf(p + 1,
+			 " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+			 "%*d %*d %*d %*d %llu",
 			 &t) != 1)
 		return 0;
 	return t;
@@ -288,8 +296,8 @@ static int64_t high_follows_max(sockmem_seg_t *seg, uint32_t idx, int64_t max, i
 	return high;
 }
 
-int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t high,
-		     int64_t low, uint32_t *idx)
+int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t high, int64_t low,
+		     uint32_t *idx)
 {
 	char err[SOCKMEM_ERRLEN] = "";
 	bool created = sockmem_group_lookup(seg, path, idx) != 0;
@@ -297,8 +305,10 @@ int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t 
 
 	rc = sockmem_group_create(seg, path, idx);
 	if (rc == -ENOSPC)
-		return ctl_fail(CTL_ERR, "cannot create group '%s': the group table is full; "
-					 "remove unused groups with 'sockmemctl rm'", path);
+		return ctl_fail(CTL_ERR,
+				"cannot create group '%s': the group table is full; "
+				"remove unused groups with 'sockmemctl rm'",
+				path);
 	if (rc < 0)
 		return ctl_fail(CTL_ERR, "cannot create group '%s': %s", path, strerror(-rc));
 	if (max == SOCKMEM_KEEP && high == SOCKMEM_KEEP && low == SOCKMEM_KEEP)

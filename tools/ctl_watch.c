@@ -96,6 +96,16 @@ static void render_bar(const struct sockmem_group_stat *st, int width, char *buf
 	buf[width + 2] = '\0';
 }
 
+/* Red at max or under pressure, yellow above high, green otherwise. */
+static const char *bar_color(const struct sockmem_group_stat *st)
+{
+	if (st->under_pressure || (st->max != SOCKMEM_UNLIMITED && st->current >= st->max))
+		return "\033[31m";
+	if (st->high != SOCKMEM_UNLIMITED && st->current > st->high)
+		return "\033[33m";
+	return "\033[32m";
+}
+
 static void tty_row(const struct watch *w, const struct sockmem_group_stat *st)
 {
 	const struct sockmem_group_stat *p = find_prev(w, st->path);
@@ -104,11 +114,7 @@ static void tty_row(const struct watch *w, const struct sockmem_group_stat *st)
 	uint64_t hits = p ? st->ev_max - p->ev_max : 0;
 	unsigned depth = st->depth < 16 ? st->depth : 16;
 	const char *leaf = strrchr(st->path, '/');
-	const char *color = st->under_pressure || (st->max != SOCKMEM_UNLIMITED &&
-						   st->current >= st->max)
-				    ? "\033[31m"
-			    : st->high != SOCKMEM_UNLIMITED && st->current > st->high ? "\033[33m"
-										      : "\033[32m";
+	const char *color = bar_color(st);
 
 	snprintf(name, sizeof(name), "%*s%s", (int)(2 * depth), "", leaf ? leaf + 1 : st->path);
 	render_bar(st, w->width, bar);

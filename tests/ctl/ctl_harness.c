@@ -85,7 +85,8 @@ void h_setup(void)
 	/* Unique per test and per run: the test name, shortened, plus pid. */
 	snprintf(ns, sizeof(ns), "t-%.40s-%d", name, (int)getpid());
 	for (char *p = ns; *p; p++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p))
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",
+			    *p))
 			*p = '-';
 	sockmem_unlink(ns);
 	snprintf(tmpdir, sizeof(tmpdir), "%s/ctl-%s-XXXXXX",
@@ -110,7 +111,6 @@ void h_teardown(void)
 static bool overridden(const char *entry)
 {
 	static const char *const ours[] = {"SOCKMEM_NAMESPACE=", "LD_PRELOAD=", NULL};
-
 
 	for (const char *const *o = ours; *o; o++)
 		if (strncmp(entry, *o, strlen(*o)) == 0)

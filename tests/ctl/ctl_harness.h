@@ -25,10 +25,10 @@ struct h_out {
 
 void h_setup(void);
 void h_teardown(void);
-const char *h_ns(void);           /* this test's namespace */
+const char *h_ns(void);		       /* this test's namespace */
 const char *h_build(const char *name); /* path of a build output (static buffer ring) */
 const char *h_src(const char *name);   /* path of a file in tests/ctl/ */
-const char *h_tmpdir(void);            /* a directory private to the test */
+const char *h_tmpdir(void);	       /* a directory private to the test */
 
 /* Extra "NAME=value" strings for the next children (NULL-terminated list,
  * kept by pointer); they override the inherited ones. */

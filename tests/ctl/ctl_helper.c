@@ -8,7 +8,7 @@
  *       optionally put the group under pressure, print "ready", hold for MS
  *       milliseconds, then give everything back and unregister.
  *   ctl-helper saw NS GROUP MS
- *       for MS milliseconds, charge in steps of max/16 until max refuses,
+ *       for MS milliseconds, charge max/64 every 10 ms until max refuses,
  *       then enter pressure and fall back to low: the sawtooth between the
  *       watermarks that `sockmemctl plot` draws. GROUP must have a max.
  *
@@ -95,7 +95,7 @@ static int saw(const char *ns, const char *group, long ms)
 		return 1;
 	if (sockmem_group_stat(m.seg, m.group, &st) < 0 || st.max == SOCKMEM_UNLIMITED)
 		return die("saw needs a group with a max", 0, NULL);
-	step = st.max / 16 > 0 ? st.max / 16 : 1;
+	step = st.max / 64 > 0 ? st.max / 64 : 1;
 	printf("ready %d\n", (int)getpid());
 	fflush(stdout);
 	while (sockmem_now_ns() < end) {
@@ -109,7 +109,7 @@ static int saw(const char *ns, const char *group, long ms)
 				held -= step;
 			}
 		}
-		sleep_ms(15);
+		sleep_ms(10);
 	}
 	sockmem_cache_uncharge(&m.cache, held);
 	leave(&m);

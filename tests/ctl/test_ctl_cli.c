@@ -14,8 +14,8 @@ TestSuite(cli, .init = h_setup, .fini = h_teardown, .timeout = 60);
 
 #define CTL(r, ...) h_ctl((r), (const char *const[]){__VA_ARGS__, NULL})
 
-static const char *const commands[] = {"list",  "stat",       "set",  "watch", "run", "record",
-				       "plot",  "reset-peak", "reap", "rm",    "traces"};
+static const char *const commands[] = {"list", "stat",	     "set",  "watch", "run",   "record",
+				       "plot", "reset-peak", "reap", "rm",    "traces"};
 
 Test(cli, help_for_the_tool_and_every_command)
 {
@@ -28,7 +28,8 @@ Test(cli, help_for_the_tool_and_every_command)
 		cr_assert(strstr(r.out, h_fmt("  %s ", commands[i])), "%s not listed", commands[i]);
 	h_free(&r);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		cr_assert_eq(CTL(&r, commands[i], "--help"), 0, "%s --help: %s", commands[i], r.err);
+		cr_assert_eq(CTL(&r, commands[i], "--help"), 0, "%s --help: %s", commands[i],
+			     r.err);
 		cr_assert(strstr(r.out, h_fmt("Usage: sockmemctl %s", commands[i])), "%s: %s",
 			  commands[i], r.out);
 		cr_assert(strstr(r.out, "Exit status"), "%s --help lacks the exit status",
@@ -88,7 +89,8 @@ Test(cli, bad_namespace_names_its_source)
 	struct h_out r;
 
 	cr_assert_eq(CTL(&r, "--namespace", "bad ns", "list"), 2);
-	cr_assert(h_one_line(r.err) && strstr(r.err, "invalid namespace 'bad ns' (from --namespace)"),
+	cr_assert(h_one_line(r.err) &&
+			  strstr(r.err, "invalid namespace 'bad ns' (from --namespace)"),
 		  "%s", r.err);
 	h_free(&r);
 	h_env(env);

@@ -14,11 +14,11 @@ TestSuite(groups, .init = h_setup, .fini = h_teardown, .timeout = 90);
 #define CTL(r, ...) h_ctl((r), (const char *const[]){__VA_ARGS__, NULL})
 
 /* sockmemctl must succeed; its output is freed. */
-#define OK(...)                                                                               \
-	do {                                                                                  \
-		struct h_out ok_;                                                             \
-		cr_assert_eq(CTL(&ok_, __VA_ARGS__), 0, "stderr: %s", ok_.err);               \
-		h_free(&ok_);                                                                 \
+#define OK(...)                                                                                    \
+	do {                                                                                       \
+		struct h_out ok_;                                                                  \
+		cr_assert_eq(CTL(&ok_, __VA_ARGS__), 0, "stderr: %s", ok_.err);                    \
+		h_free(&ok_);                                                                      \
 	} while (0)
 
 /* `stat ARGS --json` piped into check_json.py with expressions. */
@@ -42,8 +42,8 @@ static void check_json(const char *const stat_args[], const char *const exprs[])
 	h_free(&r);
 }
 
-#define JSON(args, ...) check_json((const char *const[]){args, NULL}, \
-				   (const char *const[]){__VA_ARGS__, NULL})
+#define JSON(args, ...)                                                                            \
+	check_json((const char *const[]){args, NULL}, (const char *const[]){__VA_ARGS__, NULL})
 
 static pid_t hold(const char *group, const char *bytes, const char *ms, const char *pressure)
 {
@@ -160,8 +160,13 @@ Test(groups, stat_table_json_and_pids_of_members)
 /* Run the exposition checker on `text`; returns its exit status. */
 static int check_prom(const char *text, char **why)
 {
-	const char *argv[] = {"/usr/bin/python3", h_src("check_prom.py"), "--prefix", "sockmem_",
-			      "--require-label", "group", NULL};
+	const char *argv[] = {"/usr/bin/python3",
+			      h_src("check_prom.py"),
+			      "--prefix",
+			      "sockmem_",
+			      "--require-label",
+			      "group",
+			      NULL};
 	struct h_out j;
 	int rc = h_run(&j, argv, text);
 
@@ -211,14 +216,15 @@ Test(groups, prometheus_checker_is_strict)
 		"sockmem_x{group=\"a\"} 1\n",
 		"# HELP sockmem_x h\n# TYPE sockmem_x counter\nsockmem_x{group=\"a\"} 1\n",
 		"# HELP sockmem_x h\n# TYPE sockmem_x gauge\nsockmem_x{group=\"a\"} 1",
-		"# HELP sockmem_x h\n# TYPE sockmem_x gauge\nsockmem_x{group=\"a\",group=\"b\"} 1\n",
+		"# HELP sockmem_x h\n# TYPE sockmem_x gauge\nsockmem_x{group=\"a\",group=\"b\"} "
+		"1\n",
 		"# HELP sockmem_x h\n# TYPE sockmem_x gauge\nsockmem_x{9group=\"a\"} 1\n",
 		"# HELP sockmem_x h\n# TYPE sockmem_x gauge\nsockmem_x 1\n", /* no group label */
 		"# HELP sockmem_x h\n# TYPE sockmem_x gauge\nsockmem_x{group=\"a\"} 1\n"
 		"# HELP sockmem_y h\n# TYPE sockmem_y gauge\nsockmem_y{group=\"a\"} 1\n"
 		"sockmem_x{group=\"b\"} 1\n", /* family not contiguous */
 		"# HELP sockmem_x h\n# TYPE sockmem_x gauge\nsockmem_x{group=\"a\"} 1\n"
-		"sockmem_x{group=\"a\"} 2\n", /* duplicate series */
+		"sockmem_x{group=\"a\"} 2\n",				      /* duplicate series */
 		"# HELP other h\n# TYPE other gauge\nother{group=\"a\"} 1\n", /* prefix */
 	};
 	const char *good = "# HELP sockmem_x h\n# TYPE sockmem_x gauge\n"

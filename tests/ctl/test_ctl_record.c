@@ -14,8 +14,8 @@ TestSuite(record, .init = h_setup, .fini = h_teardown, .timeout = 90);
 
 #define CTL(r, ...) h_ctl((r), (const char *const[]){__VA_ARGS__, NULL})
 
-#define HEADER                                                                                    \
-	"time_s,current,sock,cached,max,high,low,peak,under_pressure,failcnt,events_low,"         \
+#define HEADER                                                                                     \
+	"time_s,current,sock,cached,max,high,low,peak,under_pressure,failcnt,events_low,"          \
 	"events_high,events_max,events_pressure,events_throttled,throttle_ns,sockets,processes"
 
 struct csv_summary {
@@ -65,11 +65,11 @@ Test(record, sawtooth_to_csv_and_png)
 
 	cr_assert_eq(CTL(&r, "set", "s", "max=4M", "high=3M", "low=1M"), 0, "%s", r.err);
 	h_free(&r);
-	pid = h_start((const char *const[]){h_build("tests/ctl-helper"), "saw", h_ns(), "s",
-					    "3000", NULL},
+	pid = h_start((const char *const[]){h_build("tests/ctl-helper"), "saw", h_ns(), "s", "3000",
+					    NULL},
 		      "ready");
-	cr_assert_eq(CTL(&r, "record", "s", "--interval", "20", "--duration", "2", "--out", csv),
-		     0, "%s", r.err);
+	cr_assert_eq(CTL(&r, "record", "s", "--interval", "20", "--duration", "2", "--out", csv), 0,
+		     "%s", r.err);
 	cr_assert(strstr(r.out, "recorded ") && strstr(r.out, csv), "%s", r.out);
 	h_free(&r);
 	cr_assert_eq(h_wait(pid, 10000), 0);

@@ -25,8 +25,8 @@ TestSuite(run, .init = h_setup, .fini = h_teardown, .timeout = 90);
 static const char *harmless_lib(void)
 {
 	static const char *const libs[] = {"/lib/x86_64-linux-gnu/libm.so.6",
-					   "/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib64/libm.so.6",
-					   "/lib/libm.so.6"};
+					   "/usr/lib/x86_64-linux-gnu/libm.so.6",
+					   "/lib64/libm.so.6", "/lib/libm.so.6"};
 
 	for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++)
 		if (access(libs[i], R_OK) == 0)
@@ -35,14 +35,32 @@ static const char *harmless_lib(void)
 	return NULL;
 }
 
+/* SOCKMEM_LIB and LD_PRELOAD for sockmemctl. Under the sanitizer build the
+ * ASan runtime must stay first in any LD_PRELOAD of the instrumented
+ * sockmemctl, and leak checking is left to the other tests (the commands run
+ * here are not instrumented). */
 static void use_lib(const char *lib, const char *ld_preload)
 {
+	const char *asan = getenv("SOCKMEM_ASAN_LIB");
 	static const char *env[4];
 
 	env[0] = h_fmt("SOCKMEM_LIB=%s", lib);
-	env[1] = ld_preload ? h_fmt("LD_PRELOAD=%s", ld_preload) : NULL;
-	env[2] = NULL;
+	env[1] = "ASAN_OPTIONS=detect_leaks=0";
+	if (asan && *asan)
+		env[2] = h_fmt("LD_PRELOAD=%s%s%s", asan, ld_preload ? ":" : "",
+			       ld_preload ? ld_preload : "");
+	else
+		env[2] = ld_preload ? h_fmt("LD_PRELOAD=%s", ld_preload) : NULL;
+	env[3] = NULL;
 	h_env(env);
+}
+
+/* What run puts before an LD_PRELOAD it was given: the ASan runtime. */
+static const char *asan_prefix(void)
+{
+	const char *asan = getenv("SOCKMEM_ASAN_LIB");
+
+	return asan && *asan ? h_fmt("%s:", asan) : "";
 }
 
 Test(run, dry_run_shows_the_environment)
@@ -55,9 +73,11 @@ Test(run, dry_run_shows_the_environment)
 	use_lib(lib, lib); /* an LD_PRELOAD that holds our library already */
 	cr_assert_eq(CTL(&r, "run", "--dry-run", "--", "true", "x"), 0, "%s", r.err);
 	cr_assert(strstr(r.out, "group: run-"), "default group: %s", r.out);
-	cr_assert(strstr(r.out, h_fmt("\nLD_PRELOAD=%s\n", real)), "not deduplicated:\n%s", r.out);
+	cr_assert(strstr(r.out, h_fmt("\nLD_PRELOAD=%s%s\n", asan_prefix(), real)),
+		  "not deduplicated:\n%s", r.out);
 	cr_assert(strstr(r.out, "\nSOCKMEM_GROUP=run-"), "%s", r.out);
-	cr_assert(strstr(r.out, "command: /usr/bin/true x\n") || strstr(r.out, "command: /bin/true x\n"),
+	cr_assert(strstr(r.out, "command: /usr/bin/true x\n") ||
+			  strstr(r.out, "command: /bin/true x\n"),
 		  "PATH not searched: %s", r.out);
 	cr_assert_eq(r.errlen, 0, "a dynamic binary got a warning: %s", r.err);
 	h_free(&r);
@@ -66,14 +86,17 @@ Test(run, dry_run_shows_the_environment)
 	cr_assert_eq(CTL(&r, "--namespace", h_ns(), "run", "-g", "t/x", "--max", "1M", "--dry-run",
 			 "--", "true"),
 		     0, "%s", r.err);
-	cr_assert(strstr(r.out, h_fmt("LD_PRELOAD=/dev/null:%s\n", lib)), "%s", r.out);
+	cr_assert(strstr(r.out, h_fmt("LD_PRELOAD=%s/dev/null:%s\n", asan_prefix(), lib)), "%s",
+		  r.out);
 	cr_assert(strstr(r.out, "SOCKMEM_GROUP=t/x\n"), "%s", r.out);
 	cr_assert(strstr(r.out, h_fmt("SOCKMEM_NAMESPACE=%s\n", h_ns())), "%s", r.out);
 	h_free(&r);
 	/* Sanitizer runtimes stay first, as ASan requires. */
 	use_lib("/dev/null", "/x/libasan.so.8:/y/libz.so");
 	cr_assert_eq(CTL(&r, "run", "--dry-run", "--", "true"), 0, "%s", r.err);
-	cr_assert(strstr(r.out, "\nLD_PRELOAD=/x/libasan.so.8:/dev/null:/y/libz.so\n"), "%s", r.out);
+	cr_assert(strstr(r.out, h_fmt("\nLD_PRELOAD=%s/x/libasan.so.8:/dev/null:/y/libz.so\n",
+				      asan_prefix())),
+		  "%s", r.out);
 	h_free(&r);
 	/* --dry-run changes nothing: no segment was created. */
 	cr_assert_eq(CTL(&r, "list"), 1);
@@ -90,7 +113,7 @@ Test(run, environment_of_the_command_and_exit_status)
 	use_lib(lib, NULL);
 	cr_assert_eq(CTL(&r, "run", "-g", "e/f", "--max", "2M", "--low", "1K", "--", "env"), 0,
 		     "%s", r.err);
-	cr_assert(strstr(r.out, h_fmt("\nLD_PRELOAD=%s\n", real)), "%s", r.out);
+	cr_assert(strstr(r.out, h_fmt("\nLD_PRELOAD=%s%s\n", asan_prefix(), real)), "%s", r.out);
 	cr_assert(strstr(r.out, "\nSOCKMEM_GROUP=e/f\n"), "%s", r.out);
 	h_free(&r);
 	/* The group exists with the limits (and high followed max). */
@@ -200,7 +223,8 @@ static int free_port(void)
 
 static void wait_listening(int port)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct timespec ts = {0, 50 * 1000000L};
 
@@ -247,10 +271,22 @@ Test(run, curl_is_accounted_in_the_group)
 	env[1] = "ASAN_OPTIONS=detect_leaks=0";
 	env[2] = NULL;
 	h_env(env);
-	cr_assert_eq(CTL(&r, "run", "-g", "curl", "--max", "64M", "--", "curl", "-sS", "-o",
-			 "/dev/null", "-w", "%{size_download}",
-			 h_fmt("http://127.0.0.1:%d/file", port)),
-		     0, "curl: %s", r.err);
+	if (asan && *asan) {
+		/* curl (not sockmem) deadlocks at start with the ASan runtime
+		 * preloaded (a known ASan interceptor problem with uninstrumented
+		 * programs); python's urllib does not, so it is the client there. */
+		cr_assert_eq(CTL(&r, "run", "-g", "curl", "--max", "64M", "--", "/usr/bin/python3",
+				 "-c",
+				 "import sys, urllib.request as u; "
+				 "print(len(u.urlopen(sys.argv[1]).read()), end='')",
+				 h_fmt("http://127.0.0.1:%d/file", port)),
+			     0, "python3: %s", r.err);
+	} else {
+		cr_assert_eq(CTL(&r, "run", "-g", "curl", "--max", "64M", "--", "curl", "-sS", "-o",
+				 "/dev/null", "-w", "%{size_download}",
+				 h_fmt("http://127.0.0.1:%d/file", port)),
+			     0, "curl: %s", r.err);
+	}
 	cr_assert_str_eq(r.out, "4194304", "curl downloaded %s bytes", r.out);
 	h_free(&r);
 	kill(server, SIGTERM);
