@@ -41,7 +41,10 @@ static double percall_batch(int a, int b, char *buf, size_t size, long iters, ui
 int sm_lg_percall(const struct sm_lg_opts *o, struct sm_lg_report *r)
 {
 	struct sm_lg_alloc before, after;
+	/* ns[] stays in batch order for "samples" (lives until exit); sorted[]
+	 * gives the median. */
 	double *ns = xcalloc((size_t)o->batches, sizeof(*ns));
+	double *sorted = xcalloc((size_t)o->batches, sizeof(*sorted));
 	char *buf = xcalloc(1, o->size);
 	uint64_t calls = 0, warm = 0;
 	int lfd = sm_lg_listen(o->ipv6, 1), a, b;
@@ -53,21 +56,26 @@ int sm_lg_percall(const struct sm_lg_opts *o, struct sm_lg_report *r)
 	percall_batch(a, b, buf, o->size, o->iterations / 10 + 1, &warm);
 
 	sm_lg_alloc_snap(&before);
-	for (int i = 0; i < o->batches; i++)
+	for (int i = 0; i < o->batches; i++) {
+		sm_lg_turn_wait(o);
 		ns[i] = percall_batch(a, b, buf, o->size, o->iterations, &calls);
+		sm_lg_turn_pass(o);
+	}
 	sm_lg_alloc_snap(&after);
 	sm_lg_alloc_add(r, &before, &after);
 	r->alloc_scope = "the thread running the send+recv batches";
 
-	qsort(ns, (size_t)o->batches, sizeof(*ns), sm_lg_cmp_dbl);
-	sm_lg_result_dbl(r, "ns_per_pair", sm_lg_quantile(ns, (size_t)o->batches, 0.5));
-	sm_lg_result_dbl(r, "ns_per_pair_min", ns[0]);
-	sm_lg_result_dbl(r, "ns_per_pair_max", ns[o->batches - 1]);
+	memcpy(sorted, ns, sizeof(*ns) * (size_t)o->batches);
+	qsort(sorted, (size_t)o->batches, sizeof(*sorted), sm_lg_cmp_dbl);
+	sm_lg_result_dbl(r, "ns_per_pair", sm_lg_quantile(sorted, (size_t)o->batches, 0.5));
+	sm_lg_result_dbl(r, "ns_per_pair_min", sorted[0]);
+	sm_lg_result_dbl(r, "ns_per_pair_max", sorted[o->batches - 1]);
 	sm_lg_result_dbl(r, "calls_per_pair", (double)calls / ((double)o->iterations * o->batches));
+	sm_lg_result_samples(r, ns, o->batches);
 	close(a);
 	close(b);
 	free(buf);
-	free(ns);
+	free(sorted);
 	return 0;
 }
 
@@ -148,36 +156,69 @@ static void pingpong_report(struct sm_lg_report *r, double *lat, long n, uint64_
  * every round trip is kept (the array is allocated and touched before the
  * clock starts) for exact percentiles.
  */
+/* Per-chunk p50 (µs) of the round trips lat[from, to), for "samples". */
+static double chunk_p50(const double *lat, long from, long to, double *tmp)
+{
+	memcpy(tmp, lat + from, sizeof(*tmp) * (size_t)(to - from));
+	qsort(tmp, (size_t)(to - from), sizeof(*tmp), sm_lg_cmp_dbl);
+	return sm_lg_quantile(tmp, (size_t)(to - from), 0.5);
+}
+
+/*
+ * Cross-process ping-pong: a forked child echoes each message. Latency of
+ * every round trip is kept (the arrays are allocated and touched before the
+ * clock starts) for exact percentiles. With --turns the round trips are
+ * split into -b chunks, one per turn.
+ */
 int sm_lg_pingpong(const struct sm_lg_opts *o, struct sm_lg_report *r)
 {
 	struct sm_lg_alloc before, after;
-	double *lat = xcalloc((size_t)o->iterations, sizeof(*lat));
+	int chunks = o->turn_in >= 0 ? o->batches : 1;
+	long per = o->iterations / chunks > 0 ? o->iterations / chunks : 1, n = 0;
+	double *lat = xcalloc((size_t)(per * chunks), sizeof(*lat));
+	double *tmp = xcalloc((size_t)per, sizeof(*tmp));
+	double *p50 = xcalloc((size_t)chunks, sizeof(*p50)); /* lives until exit */
+	long *end = xcalloc((size_t)chunks + 1, sizeof(*end));
 	char *buf = xcalloc(1, o->size);
-	int lfd = sm_lg_listen(o->ipv6, 1), a, b;
-	uint64_t t0, t1;
+	int lfd = sm_lg_listen(o->ipv6, 1), a, b, done = 0;
+	uint64_t ns = 0, deadline;
 	pid_t pid;
-	long n;
 
 	sm_lg_tcp_pair(lfd, &a, &b);
 	close(lfd);
 	sm_lg_set_timeout(a, o->timeout_s);
 	sm_lg_set_timeout(b, o->timeout_s);
 	pid = spawn_echo(b, a, o->size);
-	pingpong_loop(a, buf, o->size, lat, o->iterations / 10 + 1, UINT64_MAX); /* warm-up */
+	pingpong_loop(a, buf, o->size, lat, per / 10 + 1, UINT64_MAX); /* warm-up */
 
 	sm_lg_alloc_snap(&before);
-	t0 = sm_lg_now_ns();
-	n = pingpong_loop(a, buf, o->size, lat, o->iterations, t0 + (uint64_t)(o->duration * 1e9));
-	t1 = sm_lg_now_ns();
+	deadline = sm_lg_now_ns() + (uint64_t)(o->duration * 1e9);
+	for (; done < chunks; done++) {
+		uint64_t t0, m;
+
+		sm_lg_turn_wait(o);
+		t0 = sm_lg_now_ns();
+		m = (uint64_t)pingpong_loop(a, buf, o->size, lat + n, per, deadline);
+		ns += sm_lg_now_ns() - t0;
+		sm_lg_turn_pass(o);
+		n += (long)m;
+		end[done + 1] = n;
+	}
 	sm_lg_alloc_snap(&after);
+	/* After the snapshot: glibc's qsort may allocate. */
+	for (int k = 0; k < chunks; k++)
+		p50[k] = chunk_p50(lat, end[k], end[k + 1], tmp);
 	sm_lg_alloc_add(r, &before, &after);
 	r->alloc_scope = "the client thread (the echo process is not counted)";
 
 	shutdown(a, SHUT_WR);
 	reap_echo(pid);
 	close(a);
-	pingpong_report(r, lat, n, t1 - t0);
+	pingpong_report(r, lat, n, ns);
+	sm_lg_result_samples(r, p50, chunks);
 	free(buf);
+	free(end);
+	free(tmp);
 	free(lat);
 	return 0;
 }

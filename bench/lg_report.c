@@ -131,6 +131,12 @@ void sm_lg_result_dbl(struct sm_lg_report *r, const char *key, double v)
 	kv->d = v;
 }
 
+void sm_lg_result_samples(struct sm_lg_report *r, const double *v, int n)
+{
+	r->samples = v;
+	r->nsamples = n;
+}
+
 static void json_str(const char *s)
 {
 	putchar('"');
@@ -203,6 +209,12 @@ static void print_json(const struct sm_lg_opts *o, const struct sm_lg_report *r)
 	json_str(o->mode_name);
 	json_object("params", r->params, r->nparams);
 	json_object("results", r->results, r->nresults);
+	if (o->samples && r->samples) {
+		printf(",\"samples\":[");
+		for (int i = 0; i < r->nsamples; i++)
+			printf("%s%.6g", i ? "," : "", r->samples[i]);
+		putchar(']');
+	}
 	printf(",\"alloc\":{\"source\":\"jemalloc thread.allocatedp\",\"scope\":");
 	json_str(r->alloc_scope ? r->alloc_scope : "measured threads");
 	if (r->alloc_bytes < 0)

@@ -32,6 +32,13 @@ struct conn {
 	uint64_t refill_ns; /* when tokens were last topped up */
 };
 
+/* Holds the workers between lockstep slices (--turns). */
+struct gate {
+	_Atomic bool paused;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
 struct worker {
 	_Atomic uint64_t rx_bytes; /* W: the worker. R: main (window sums) */
 	_Atomic uint64_t tx_bytes;
@@ -42,6 +49,7 @@ struct worker {
 	char *buf;
 	struct pollfd *pfd;
 	_Atomic bool *stop;
+	struct gate *gate;
 	struct sm_lg_alloc before, after;
 } __attribute__((aligned(64)));
 
@@ -131,12 +139,32 @@ static void wait_ready(struct worker *w, uint64_t now)
 		sm_lg_die("poll: %s", strerror(errno));
 }
 
+static void gate_set(struct gate *g, bool paused)
+{
+	pthread_mutex_lock(&g->mu);
+	atomic_store(&g->paused, paused);
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_wait(struct gate *g, _Atomic bool *stop)
+{
+	pthread_mutex_lock(&g->mu);
+	while (atomic_load(&g->paused) && !atomic_load(stop))
+		pthread_cond_wait(&g->cv, &g->mu);
+	pthread_mutex_unlock(&g->mu);
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
 	sm_lg_alloc_snap(&w->before);
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
+		if (atomic_load_explicit(&w->gate->paused, memory_order_relaxed)) {
+			gate_wait(w->gate, w->stop);
+			continue;
+		}
 		uint64_t now = w->o->slow_rate ? sm_lg_now_ns() : 0;
 		int progress = 0;
 
@@ -168,6 +196,7 @@ struct stream_run {
 	struct worker *w;
 	int nthreads;
 	_Atomic bool stop;
+	struct gate gate;
 	uint64_t kmem_peak, kmem_last, samples;
 };
 
@@ -247,6 +276,7 @@ static void start_workers(struct stream_run *s)
 		memset(w, 0, sizeof(*w));
 		w->o = o;
 		w->stop = &s->stop;
+		w->gate = &s->gate;
 		w->n = o->connections / s->nthreads + (i < o->connections % s->nthreads);
 		w->conns = &s->conns[next];
 		next += w->n;
@@ -265,6 +295,7 @@ static void stop_workers(struct stream_run *s, struct sm_lg_report *r)
 	uint64_t tx = 0, rx = 0;
 
 	atomic_store(&s->stop, true);
+	gate_set(&s->gate, false);
 	for (int i = 0; i < s->nthreads; i++) {
 		pthread_join(s->w[i].th, NULL);
 		sm_lg_alloc_add(r, &s->w[i].before, &s->w[i].after);
@@ -284,26 +315,58 @@ static void stop_workers(struct stream_run *s, struct sm_lg_report *r)
 	free(s->w);
 }
 
+/* The measured window: one slice, or -b slices taken in turns (--turns)
+ * with the workers held in between. Returns Gbit/s over all slices. */
+static double measure(struct stream_run *s, struct sm_lg_report *r, double *rate)
+{
+	const struct sm_lg_opts *o = s->o;
+	int slices = o->turn_in >= 0 ? o->batches : 1;
+	uint64_t slice = (uint64_t)(o->duration * 1e9) / (uint64_t)slices, bytes = 0, ns = 0;
+
+	if (slices > 1)
+		gate_set(&s->gate, true);
+	for (int k = 0; k < slices; k++) {
+		uint64_t rx0, rx1, t0, t1;
+
+		sm_lg_turn_wait(o);
+		if (slices > 1)
+			gate_set(&s->gate, false);
+		rx0 = sum_rx(s);
+		t0 = sm_lg_now_ns();
+		sleep_sampling(s, t0 + slice);
+		rx1 = sum_rx(s);
+		t1 = sm_lg_now_ns();
+		if (slices > 1)
+			gate_set(&s->gate, true);
+		sm_lg_turn_pass(o);
+		rate[k] = (double)(rx1 - rx0) * 8.0 / (double)(t1 - t0);
+		bytes += rx1 - rx0;
+		ns += t1 - t0;
+	}
+	sm_lg_result_samples(r, rate, slices);
+	sm_lg_result_dbl(r, "window_s", (double)ns / 1e9);
+	return (double)bytes * 8.0 / (double)ns;
+}
+
 int sm_lg_stream(const struct sm_lg_opts *o, struct sm_lg_report *r)
 {
 	struct stream_run s = {.o = o};
-	uint64_t warm = (uint64_t)(o->duration * 0.1e9), rx0, rx1, t0, t1;
+	uint64_t warm = (uint64_t)(o->duration * 0.1e9);
+	double *rate = calloc((size_t)o->batches + 1, sizeof(*rate)); /* lives until exit */
+	double gbit;
 
+	if (!rate)
+		sm_lg_die("out of memory");
+	pthread_mutex_init(&s.gate.mu, NULL);
+	pthread_cond_init(&s.gate.cv, NULL);
 	if (warm > 500000000u)
 		warm = 500000000u;
 	setup_conns(&s);
 	start_workers(&s);
 	sleep_sampling(&s, sm_lg_now_ns() + warm);
-	rx0 = sum_rx(&s);
-	t0 = sm_lg_now_ns();
-	sleep_sampling(&s, t0 + (uint64_t)(o->duration * 1e9));
-	rx1 = sum_rx(&s);
-	t1 = sm_lg_now_ns();
-	sm_lg_result_dbl(r, "gbit_per_s", (double)(rx1 - rx0) * 8.0 / (double)(t1 - t0));
-	sm_lg_result_dbl(r, "rx_mib_per_s_per_conn",
-			 (double)(rx1 - rx0) * 1e9 / (double)(t1 - t0) / 1048576.0 /
-				 o->connections);
-	sm_lg_result_dbl(r, "window_s", (double)(t1 - t0) / 1e9);
+	gbit = measure(&s, r, rate);
+	sm_lg_result_dbl(r, "gbit_per_s", gbit);
+	sm_lg_result_dbl(r, "rx_mib_per_s_per_conn", gbit * 1e9 / 8.0 / 1048576.0 / o->connections);
 	sm_lg_result_int(r, "threads_used", s.nthreads);
 	if (o->sample_ms > 0) {
 		sample_kmem(&s);

@@ -11,6 +11,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,7 +38,8 @@ static const char usage_text[] =
 	"                          stream 64K; percall at most 1M)\n"
 	"  -i, --iterations N      percall: pairs per batch (20000); pingpong: round\n"
 	"                          trips (100000)\n"
-	"  -b, --batches N         percall: measured batches (9)\n"
+	"  -b, --batches N         percall: measured batches (9); pingpong and stream:\n"
+	"                          batches with --turns (9)\n"
 	"  -d, --duration SEC      stream: measured seconds (2); pingpong: upper bound\n"
 	"                          (10). At most 3600.\n"
 	"  -c, --connections N     stream: connections (1), at most 1024\n"
@@ -47,6 +49,10 @@ static const char usage_text[] =
 	"      --sample-ms MS      stream: sample SO_MEMINFO of every socket each MS\n"
 	"                          milliseconds for the kernel memory peak (50; 0: off)\n"
 	"      --timeout SEC       percall/pingpong: fail if the peer stalls (10)\n"
+	"      --turns IN:OUT      lockstep with other instances: before each batch\n"
+	"                          (stream: each of -b slices) read a byte from fd IN,\n"
+	"                          after it write one to fd OUT (see run-percall.py)\n"
+	"      --samples           JSON: add every batch's value as \"samples\"\n"
 	"      --ipv6              use ::1 instead of 127.0.0.1\n"
 	"      --json              print one JSON object instead of a summary\n"
 	"  -h, --help              this text\n"
@@ -54,7 +60,7 @@ static const char usage_text[] =
 	"The JSON object has mode, params, results, alloc (bytes jemalloc counted\n"
 	"for the measured loops' threads) and env (LD_PRELOAD, SOCKMEM_*).\n";
 
-enum { OPT_SLOW = 256, OPT_SAMPLE, OPT_TIMEOUT, OPT_IPV6, OPT_JSON };
+enum { OPT_SLOW = 256, OPT_SAMPLE, OPT_TIMEOUT, OPT_IPV6, OPT_JSON, OPT_TURNS, OPT_SAMPLES };
 
 static const struct option long_opts[] = {
 	{"size", required_argument, NULL, 's'},
@@ -68,6 +74,8 @@ static const struct option long_opts[] = {
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
 	{"ipv6", no_argument, NULL, OPT_IPV6},
 	{"json", no_argument, NULL, OPT_JSON},
+	{"turns", required_argument, NULL, OPT_TURNS},
+	{"samples", no_argument, NULL, OPT_SAMPLES},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -108,6 +116,25 @@ static double parse_seconds(const char *opt, const char *s)
 	if (errno || end == s || *end || !(v > 0.0) || v > 3600.0)
 		sm_lg_die("%s: invalid duration '%s' (seconds, > 0, at most 3600)", opt, s);
 	return v;
+}
+
+static void parse_turns(struct sm_lg_opts *o, const char *s)
+{
+	char *end;
+	long in, out;
+
+	errno = 0;
+	in = strtol(s, &end, 10);
+	if (errno || end == s || *end != ':' || in < 0 || in > 1023)
+		sm_lg_die("--turns: expected IN:OUT file descriptors, got '%s'", s);
+	s = end + 1;
+	out = strtol(s, &end, 10);
+	if (errno || end == s || *end || out < 0 || out > 1023)
+		sm_lg_die("--turns: expected IN:OUT file descriptors, got '%s'", s);
+	if (fcntl((int)in, F_GETFD) < 0 || fcntl((int)out, F_GETFD) < 0)
+		sm_lg_die("--turns: fd %ld or %ld is not open", in, out);
+	o->turn_in = (int)in;
+	o->turn_out = (int)out;
 }
 
 static void set_mode(struct sm_lg_opts *o, const char *m)
@@ -161,6 +188,12 @@ static void parse_one(struct sm_lg_opts *o, int c, const char *arg, bool *size_s
 	case OPT_JSON:
 		o->json = true;
 		break;
+	case OPT_TURNS:
+		parse_turns(o, arg);
+		break;
+	case OPT_SAMPLES:
+		o->samples = true;
+		break;
 	case 'h':
 		fputs(usage_text, stdout);
 		exit(0);
@@ -204,6 +237,7 @@ static void parse_args(struct sm_lg_opts *o, int argc, char **argv)
 static void add_params(const struct sm_lg_opts *o, struct sm_lg_report *r)
 {
 	sm_lg_param_str(r, "family", o->ipv6 ? "tcp6" : "tcp4");
+	sm_lg_param_int(r, "lockstep", o->turn_in >= 0);
 	sm_lg_param_int(r, "size", (int64_t)o->size);
 	if (o->mode == LG_PERCALL) {
 		sm_lg_param_int(r, "iterations", o->iterations);
@@ -232,6 +266,8 @@ int main(int argc, char **argv)
 		.threads = 1,
 		.sample_ms = 50,
 		.timeout_s = 10,
+		.turn_in = -1,
+		.turn_out = -1,
 	};
 	struct sm_lg_report r = {0};
 	int rc;

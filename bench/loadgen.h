@@ -31,6 +31,9 @@ struct sm_lg_opts {
 	int timeout_s;	    /* blocking I/O timeout (percall, pingpong) */
 	bool ipv6;
 	bool json;
+	bool samples; /* JSON: include every batch's value */
+	int turn_in;  /* --turns: wait for a byte here before each batch (-1: off) */
+	int turn_out; /* ... and pass it on here after the batch */
 };
 
 /* ---- results: a flat list of named values printed as JSON or text ---- */
@@ -54,13 +57,26 @@ struct sm_lg_report {
 	/* bytes jemalloc counted for the measured loops' threads; -1: unknown */
 	int64_t alloc_bytes, dealloc_bytes;
 	const char *alloc_scope; /* which threads the counters cover */
+	const double *samples;
+	int nsamples;
 };
 
 void sm_lg_param_int(struct sm_lg_report *r, const char *key, int64_t v);
 void sm_lg_param_str(struct sm_lg_report *r, const char *key, const char *v);
 void sm_lg_result_int(struct sm_lg_report *r, const char *key, int64_t v);
 void sm_lg_result_dbl(struct sm_lg_report *r, const char *key, double v);
+/* Per-batch values (percall ns/pair, pingpong p50 us, stream Gbit/s),
+ * printed as "samples" with --samples. Not owned. */
+void sm_lg_result_samples(struct sm_lg_report *r, const double *v, int n);
 void sm_lg_print(const struct sm_lg_opts *o, const struct sm_lg_report *r);
+
+/* ---- lockstep turns (--turns IN:OUT) -----------------------------------
+ * Several configurations of the program (e.g. with and without a preloaded
+ * shim) run at once and take turns through a ring of pipes, so that each
+ * batch of one is measured right next to a batch of the others and slow
+ * drifts of a noisy machine cancel out in their ratios. */
+void sm_lg_turn_wait(const struct sm_lg_opts *o);
+void sm_lg_turn_pass(const struct sm_lg_opts *o);
 
 /* ---- allocation counters (jemalloc mallctl thread.allocatedp) -------- */
 

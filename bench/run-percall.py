@@ -7,10 +7,14 @@ For three configurations of the same program (sockmem-bench):
   group    LD_PRELOAD=libsockmem.so, SOCKMEM_GROUP set, no limit reached,
            in a private namespace removed at the end
 it measures the same-thread per-call time (64 B and 16 KiB send+recv pairs)
-and bulk stream throughput (1 and 8 connections), --runs times each, the
-configurations interleaved (their order rotates from run to run) so that a
-noisy moment on the machine spreads over all of them. Each run also times
-the charge path (sockmem-charge-bench).
+and bulk stream throughput (1 and 8 connections), --runs times each.
+
+The three configurations of a workload run at the same time in lockstep
+(sockmem-bench --turns): a ring of pipes passes one token, and only its
+holder measures a batch, so batch k of every configuration is taken within
+milliseconds of the others and the slow drifts of a noisy machine cancel in
+the paired ratios. Which configuration goes first rotates from run to run.
+Each run also times the charge path (sockmem-charge-bench).
 
 Prints a markdown table of medians with min/max and the ratios against no
 preload (from the same run) on stdout, progress on stderr, and writes every
@@ -20,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -32,22 +37,23 @@ GROUP = "bench/percall"
 
 
 def workloads(a):
-    """name -> (sockmem-bench arguments, result key, unit, higher is better)"""
+    """name -> (sockmem-bench arguments, result key, unit, higher is better).
+    Every workload runs -b batches (stream: slices) in lockstep."""
     d = str(a.stream_seconds)
+    b = ["-b", str(a.batches)]
     extra = {}
     if a.with_pingpong:
-        extra["pingpong_64"] = (["pingpong", "-s", "64", "-i", str(a.iterations)],
-                                "p50_us", "p50 us", False)
-    return {**extra, 
-        "percall_64": (["percall", "-s", "64", "-i", str(a.iterations)],
-                       "ns_per_pair", "ns/pair", False),
-        "percall_16k": (["percall", "-s", "16K", "-i", str(max(a.iterations // 2, 1))],
-                        "ns_per_pair", "ns/pair", False),
-        "stream_1": (["stream", "-c", "1", "-t", "1", "-d", d],
-                     "gbit_per_s", "Gbit/s", True),
-        "stream_8": (["stream", "-c", "8", "-t", "2", "-d", d],
-                     "gbit_per_s", "Gbit/s", True),
-    }
+        extra["pingpong_64"] = (["pingpong", "-s", "64", "-i", str(a.iterations * a.batches),
+                                 "-d", "600"] + b, "p50_us", "p50 us", False)
+    return {**extra,
+            "percall_64": (["percall", "-s", "64", "-i", str(a.iterations)] + b,
+                           "ns_per_pair", "ns/pair", False),
+            "percall_16k": (["percall", "-s", "16K", "-i", str(max(a.iterations // 2, 1))] + b,
+                            "ns_per_pair", "ns/pair", False),
+            "stream_1": (["stream", "-c", "1", "-t", "1", "-d", d] + b,
+                         "gbit_per_s", "Gbit/s", True),
+            "stream_8": (["stream", "-c", "8", "-t", "2", "-d", d] + b,
+                         "gbit_per_s", "Gbit/s", True)}
 
 
 def log(msg):
@@ -93,22 +99,53 @@ def run_charge(a, rows, run):
             name = "charge_%s_t%d_p%d" % (o["variant"], o["threads"], o["procs"])
             for metric in ("ns_per_op", "cpu_ns_per_op"):
                 rows.append({"run": run, "workload": name, "config": "core",
-                             "metric": metric, "value": o[metric], "alloc_bytes": ""})
+                             "metric": metric, "batch": "", "value": o[metric],
+                             "alloc_bytes": ""})
+
+
+def lockstep(a, args, order, lib, ns):
+    """Run one sockmem-bench per configuration, in a ring of pipes; return
+    {config: JSON object}. order[0] measures first."""
+    n = len(order)
+    pipes = [os.pipe() for _ in order]
+    procs = []
+    try:
+        for i, cfg in enumerate(order):
+            rin, wout = pipes[i][0], pipes[(i + 1) % n][1]
+            cmd = [os.path.join(a.build_dir, "sockmem-bench")] + args + [
+                "--json", "--samples", "--turns", "%d:%d" % (rin, wout)]
+            procs.append((cfg, cmd, subprocess.Popen(
+                cmd, env=config_env(cfg, lib, ns), pass_fds=(rin, wout),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        os.write(pipes[0][1], b"t")
+    finally:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+    out = {}
+    for cfg, cmd, p in procs:
+        stdout, stderr = p.communicate(timeout=600)
+        if p.returncode != 0:
+            raise SystemExit("run-percall: %s (%s) failed (exit %d): %s"
+                             % (" ".join(cmd), cfg, p.returncode, stderr.strip()))
+        out[cfg] = json.loads(stdout)
+    return out
 
 
 def one_run(a, wl, run, lib, ns, rows):
-    names = list(wl)
-    for wi, name in enumerate(names):
+    for wi, name in enumerate(wl):
         args, key, _unit, _hib = wl[name]
-        # Rotate the configuration order by run and workload.
         k = (run + wi) % len(CONFIGS)
-        for cfg in CONFIGS[k:] + CONFIGS[:k]:
-            log("[run %d/%d] %-12s %s" % (run + 1, a.runs, name, cfg))
-            cmd = [os.path.join(a.build_dir, "sockmem-bench")] + args + ["--json"]
-            o = run_json(cmd, config_env(cfg, lib, ns))[0]
+        order = CONFIGS[k:] + CONFIGS[:k]
+        log("[run %d/%d] %-12s lockstep %s" % (run + 1, a.runs, name, " > ".join(order)))
+        res = lockstep(a, args, order, lib, ns)
+        for cfg, o in res.items():
             rows.append({"run": run, "workload": name, "config": cfg, "metric": key,
-                         "value": o["results"][key],
+                         "batch": "", "value": o["results"][key],
                          "alloc_bytes": o["alloc"]["allocated_bytes"]})
+            for i, v in enumerate(o.get("samples", [])):
+                rows.append({"run": run, "workload": name, "config": cfg, "metric": "sample",
+                             "batch": i, "value": v, "alloc_bytes": ""})
     if not a.no_charge:
         log("[run %d/%d] charge-bench" % (run + 1, a.runs))
         run_charge(a, rows, run)
@@ -126,8 +163,9 @@ def group_stat(a, ns):
 
 
 def values(rows, wl, cfg, metric=None):
+    """Per-run values (metric None: the summary rows, not the samples)."""
     return [r["value"] for r in rows if r["workload"] == wl and r["config"] == cfg
-            and (metric is None or r["metric"] == metric)]
+            and (r["metric"] == metric if metric else r["metric"] != "sample")]
 
 
 def fmt(v):
@@ -138,20 +176,32 @@ def med_cell(v):
     return "%s (%s–%s)" % (fmt(statistics.median(v)), fmt(min(v)), fmt(max(v)))
 
 
+def paired_ratios(rows, wl, cfg):
+    """cfg / none for every batch k of every run: batch k of each
+    configuration was measured back to back with the others."""
+    idx = {}
+    for r in rows:
+        if r["workload"] == wl and r["metric"] == "sample":
+            idx[(r["run"], int(r["batch"]), r["config"])] = r["value"]
+    out = []
+    for (run, b, c), v in idx.items():
+        base = idx.get((run, b, "none"))
+        if c == cfg and base:
+            out.append(v / base)
+    return out
+
+
 def ratio_cell(rows, wl, cfg):
-    """Median over runs of (cfg / none) within the same run, and the
-    ratio of the medians."""
-    per_run = []
-    for run in sorted({r["run"] for r in rows}):
-        base = [r["value"] for r in rows
-                if r["run"] == run and r["workload"] == wl and r["config"] == "none"]
-        mine = [r["value"] for r in rows
-                if r["run"] == run and r["workload"] == wl and r["config"] == cfg]
-        if base and mine and base[0] > 0:
-            per_run.append(mine[0] / base[0])
+    """Median of the paired per-batch ratios with their interquartile range,
+    and the ratio of the per-run medians."""
     of_medians = statistics.median(values(rows, wl, cfg)) / \
         statistics.median(values(rows, wl, "none"))
-    return "%.3f (per-run %.3f)" % (of_medians, statistics.median(per_run))
+    pr = paired_ratios(rows, wl, cfg)
+    if len(pr) < 4:
+        return "%.3f" % of_medians
+    q = statistics.quantiles(pr, n=4)
+    return "**%.3f** (IQR %.3f–%.3f; medians %.3f)" % (
+        statistics.median(pr), q[0], q[2], of_medians)
 
 
 def machine():
@@ -181,7 +231,8 @@ def print_header(m):
 
 def print_tables(a, wl, rows, stat):
     print_header(machine())
-    print("### Shim cost (medians of %d interleaved runs, min–max in brackets)\n" % a.runs)
+    print("### Shim cost (%d runs of %d lockstep batches; per-run medians, min–max in "
+          "brackets)\n" % (a.runs, a.batches))
     print("| workload | unit | no preload | preload, no group | ratio | "
           "group active | ratio |")
     print("|---|---|---|---|---|---|---|")
@@ -190,15 +241,18 @@ def print_tables(a, wl, rows, stat):
         print("| %s | %s%s | %s | %s | %s | %s | %s |" % (
             name, unit, " (higher is better)" if hib else "", cells[0], cells[1],
             ratio_cell(rows, name, "nogroup"), cells[2], ratio_cell(rows, name, "group")))
-    print("\nRatio: configuration / no preload (ratio of the medians; in brackets the "
-          "median of the per-run ratios). For ns/pair lower is better (1.02 = 2% slower); "
+    print("\nRatio: configuration / no preload. In bold the median over all runs and "
+          "batches of the paired ratio (batch k of the configuration / batch k of no "
+          "preload, taken back to back), with its interquartile range; then the ratio of "
+          "the per-run medians. For ns/pair and us lower is better (1.02 = 2% slower); "
           "for Gbit/s higher is better (0.97 = 97% of the throughput).\n")
     print("### Bytes jemalloc counted for the measured loops (max over runs)\n")
     print("| workload | no preload | preload, no group | group active |")
     print("|---|---|---|---|")
     for name in wl:
         cells = [str(max(int(r["alloc_bytes"]) for r in rows
-                         if r["workload"] == name and r["config"] == c)) for c in CONFIGS]
+                         if r["workload"] == name and r["config"] == c
+                         and r["metric"] != "sample")) for c in CONFIGS]
         print("| %s | %s | %s | %s |" % (name, *cells))
     if stat:
         print("\nGroup `%s` after the runs: current %s, sock %s, peak %s bytes, "
@@ -243,32 +297,57 @@ def parse_args():
                     help="where sockmem-bench, libsockmem.so, sockmemctl are (build)")
     ap.add_argument("--runs", type=int, help="runs per configuration (5; --quick 3)")
     ap.add_argument("--iterations", type=int,
-                    help="percall pairs per batch for 64 B, 16 KiB uses half (5000)")
-    ap.add_argument("--stream-seconds", type=float, help="per stream measurement (1)")
+                    help="percall pairs per batch for 64 B, 16 KiB uses half (2000)")
+    ap.add_argument("--batches", type=int, help="lockstep batches per run (15)")
+    ap.add_argument("--stream-seconds", type=float,
+                    help="per stream measurement, all slices (3)")
     ap.add_argument("--charge-ms", type=int, help="per charge-bench measurement (200)")
     ap.add_argument("--no-charge", action="store_true", help="skip sockmem-charge-bench")
     ap.add_argument("--with-pingpong", action="store_true",
                     help="also cross-process ping-pong latency (p50, 64 B)")
     ap.add_argument("--csv", default="run-percall.csv", help="raw results (run-percall.csv)")
+    ap.add_argument("--from-csv", metavar="FILE",
+                    help="print the tables of an earlier run's CSV instead of measuring")
     ap.add_argument("--quick", action="store_true",
                     help="3 runs, short measurements (a smoke run, not for RESULTS.md)")
     a = ap.parse_args()
-    defaults = (3, 2000, 0.3, 50) if a.quick else (5, 5000, 1.0, 200)
-    for name, d in zip(("runs", "iterations", "stream_seconds", "charge_ms"), defaults):
+    defaults = (3, 500, 5, 0.5, 50) if a.quick else (5, 2000, 15, 3.0, 200)
+    for name, d in zip(("runs", "iterations", "batches", "stream_seconds", "charge_ms"),
+                       defaults):
         if getattr(a, name) is None:
             setattr(a, name, d)
     if a.runs < 1:
         ap.error("--runs must be at least 1")
     a.build_dir = os.path.abspath(a.build_dir)
+    if a.from_csv:
+        return a
     for f in ("sockmem-bench", "libsockmem.so", "sockmem-charge-bench"):
         if not os.path.exists(os.path.join(a.build_dir, f)):
             ap.error("%s not found in %s (use --build-dir)" % (f, a.build_dir))
     return a
 
 
+def load_csv(path):
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            r["run"] = int(r["run"])
+            r["value"] = float(r["value"])
+            rows.append(r)
+    return rows
+
+
 def main():
+    # SIGTERM/SIGINT unwind through `finally`, so the namespace is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     a = parse_args()
     wl = workloads(a)
+    if a.from_csv:
+        rows = load_csv(a.from_csv)
+        a.runs = len({r["run"] for r in rows})
+        seen = {r["workload"] for r in rows}
+        print_tables(a, {k: v for k, v in wl.items() if k in seen}, rows, None)
+        return
     lib = os.path.join(a.build_dir, "libsockmem.so")
     ns = "rp-%d-%d" % (os.getpid(), int(time.time()))
     rows = []
@@ -282,8 +361,8 @@ def main():
         except FileNotFoundError:
             pass
     with open(a.csv, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["run", "workload", "config", "metric", "value",
-                                          "alloc_bytes"])
+        w = csv.DictWriter(f, fieldnames=["run", "workload", "config", "metric", "batch",
+                                          "value", "alloc_bytes"])
         w.writeheader()
         w.writerows(rows)
     print_tables(a, wl, rows, stat)

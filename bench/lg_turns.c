@@ -1,0 +1,58 @@
+/*
+ * sockmem-bench: lockstep turns between concurrently running instances.
+ *
+ * The driver (bench/run-percall.py) connects the instances in a ring of
+ * pipes and drops one byte into the first; each instance waits for the
+ * byte, measures one batch, and passes the byte on. Only one instance
+ * measures at a time, and consecutive batches of different configurations
+ * are milliseconds apart.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loadgen.h"
+
+#define TURN_TIMEOUT_MS 60000 /* a partner that died must not hang us */
+
+void sm_lg_turn_wait(const struct sm_lg_opts *o)
+{
+	struct pollfd p = {.fd = o->turn_in, .events = POLLIN};
+	char b;
+	ssize_t n;
+	int rc;
+
+	if (o->turn_in < 0)
+		return;
+	do
+		rc = poll(&p, 1, TURN_TIMEOUT_MS);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		sm_lg_die("--turns: poll: %s", strerror(errno));
+	if (rc == 0)
+		sm_lg_die("--turns: no turn for %d s (a partner instance died?)",
+			  TURN_TIMEOUT_MS / 1000);
+	do
+		n = read(o->turn_in, &b, 1);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		sm_lg_die("--turns: read: %s", strerror(errno));
+	if (n == 0)
+		sm_lg_die("--turns: the ring was closed before our turn");
+}
+
+void sm_lg_turn_pass(const struct sm_lg_opts *o)
+{
+	char b = 't';
+	ssize_t n;
+
+	if (o->turn_out < 0)
+		return;
+	do
+		n = write(o->turn_out, &b, 1);
+	while (n < 0 && errno == EINTR);
+	/* EPIPE after the last batch: the next instance has already finished. */
+	if (n < 0 && errno != EPIPE)
+		sm_lg_die("--turns: write: %s", strerror(errno));
+}
