@@ -78,7 +78,9 @@ int ctl_check_path(const struct ctl *ctx, const char *path);
 
 /*
  * A snapshot of every live group, sorted so that each group is followed by its
- * descendants (a depth-first walk of the tree). Returns the count, or -errno.
+ * descendants (a depth-first walk of the tree). Racy by design, like
+ * sockmem_group_stat: members keep charging while it is taken, and a group
+ * removed meanwhile is left out. Returns the count, or -errno.
  * `*out` is malloc'd; free() it.
  */
 int ctl_snapshot(sockmem_seg_t *seg, struct sockmem_group_stat **out);
