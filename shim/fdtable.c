@@ -15,15 +15,15 @@
 #include "internal.h"
 
 #define POOL_CHUNK 1024u
-#define POOL_L1 1024u
-#define POOL_MAX (POOL_CHUNK * POOL_L1)
+#define POOL_L1	   1024u
+#define POOL_MAX   (POOL_CHUNK * POOL_L1)
 #define LIST_EMPTY UINT32_MAX
 
 struct sm_fdchunk *_Atomic sm_fd_l1[SM_FD_L1];
 
 static struct sm_sock *_Atomic pool_l1[POOL_L1];
-static _Atomic uint32_t pool_next;   /* next never-used index */
-static _Atomic uint64_t free_head = LIST_EMPTY;    /* {tag << 32 | idx} */
+static _Atomic uint32_t pool_next;		   /* next never-used index */
+static _Atomic uint64_t free_head = LIST_EMPTY;	   /* {tag << 32 | idx} */
 static _Atomic uint64_t retired_head = LIST_EMPTY; /* pushed by puts, taken by helper */
 
 /* mmap a zeroed region and publish it in *slot unless someone beat us. */

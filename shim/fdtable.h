@@ -35,9 +35,9 @@
 #include "state.h"
 
 #define SM_FD_CHUNK_SHIFT 12
-#define SM_FD_CHUNK (1u << SM_FD_CHUNK_SHIFT)
-#define SM_FD_L1 1024u
-#define SM_FD_MAX (SM_FD_L1 * SM_FD_CHUNK) /* fds >= this are not accounted */
+#define SM_FD_CHUNK	  (1u << SM_FD_CHUNK_SHIFT)
+#define SM_FD_L1	  1024u
+#define SM_FD_MAX	  (SM_FD_L1 * SM_FD_CHUNK) /* fds >= this are not accounted */
 
 #define SM_SOCK_DEAD INT64_MIN /* est after the final release */
 
@@ -52,13 +52,13 @@ struct sm_sock {
 	/* Traffic since the last reconcile. Relaxed load/store, racy on
 	 * purpose: it only decides when to reconcile. */
 	_Atomic int64_t pending;
-	_Atomic uint32_t refs;  /* table entries referring to it (RMW) */
-	_Atomic uint32_t next;  /* free/retired list link (pool index) */
-	_Atomic uint32_t tick;  /* W/R: helper only: last tick that reconciled it */
-	uint32_t epoch;         /* sm_epoch at creation; W: creator before install */
-	uint32_t idx;           /* own pool index (immutable) */
-	uint16_t family, type;  /* W: creator before install */
-	uint64_t ino;           /* st_ino at creation (stale-entry detection) */
+	_Atomic uint32_t refs; /* table entries referring to it (RMW) */
+	_Atomic uint32_t next; /* free/retired list link (pool index) */
+	_Atomic uint32_t tick; /* W/R: helper only: last tick that reconciled it */
+	uint32_t epoch;	       /* sm_epoch at creation; W: creator before install */
+	uint32_t idx;	       /* own pool index (immutable) */
+	uint16_t family, type; /* W: creator before install */
+	uint64_t ino;	       /* st_ino at creation (stale-entry detection) */
 };
 
 /* A state is this process's own (charged) unless it was inherited over
@@ -95,8 +95,7 @@ static inline struct sm_sock *sm_fd_peek(int fd)
 				 memory_order_acquire);
 	if (c == NULL)
 		return NULL;
-	return atomic_load_explicit(&c->e[(unsigned)fd & (SM_FD_CHUNK - 1)],
-				    memory_order_acquire);
+	return atomic_load_explicit(&c->e[(unsigned)fd & (SM_FD_CHUNK - 1)], memory_order_acquire);
 }
 
 /* A fresh state (refs 1, est 0, this epoch), or NULL if the pool is

@@ -51,8 +51,8 @@ bool sm_proc_ensure(void)
 			atomic_store(&sm_proc, p);
 			sm_helper_start();
 		} else {
-			sm_log_once(SM_LOG_WARN, "cannot register process (%d); sockets unaccounted",
-				    rc);
+			sm_log_once(SM_LOG_WARN,
+				    "cannot register process (%d); sockets unaccounted", rc);
 		}
 	}
 	pthread_mutex_unlock(&proc_lock);
@@ -95,10 +95,13 @@ static int attach(char *err, size_t errlen)
 			       strerror(-rc));
 	if (sm_cfg.max != SOCKMEM_KEEP || sm_cfg.high != SOCKMEM_KEEP ||
 	    sm_cfg.low != SOCKMEM_KEEP) {
-		rc = sockmem_group_set_limits(sm_seg, sm_group, sm_cfg.max, sm_cfg.high,
-					      sm_cfg.low, err, errlen);
+		char why[SOCKMEM_ERRLEN];
+
+		rc = sockmem_group_set_limits(sm_seg, sm_group, sm_cfg.max, sm_cfg.high, sm_cfg.low,
+					      why, sizeof(why));
 		if (rc != 0)
-			return rc;
+			return sm_fail(err, errlen, rc, "SOCKMEM_MAX/SOCKMEM_HIGH/SOCKMEM_LOW: %s",
+				       why);
 	}
 	rc = sockmem_proc_register(sm_seg, sm_group, &proc);
 	if (rc != 0)

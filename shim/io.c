@@ -83,8 +83,8 @@ static inline ssize_t io_send(int fd, const void *b, size_t n, int fl)
 	return rc;
 }
 
-static inline ssize_t io_sendto(int fd, const void *b, size_t n, int fl,
-				const struct sockaddr *a, socklen_t al)
+static inline ssize_t io_sendto(int fd, const void *b, size_t n, int fl, const struct sockaddr *a,
+				socklen_t al)
 {
 	ssize_t rc;
 
@@ -163,8 +163,7 @@ static inline ssize_t io_sendfile64(int o, int i, off64_t *off, size_t n)
 }
 
 /* splice moves bytes out of fd_in and into fd_out: either may be a socket. */
-static inline ssize_t io_splice(int fi, off64_t *oi, int fo, off64_t *oo, size_t n,
-				unsigned int fl)
+static inline ssize_t io_splice(int fi, off64_t *oi, int fo, off64_t *oo, size_t n, unsigned int fl)
 {
 	ssize_t rc;
 
@@ -212,8 +211,7 @@ static inline ssize_t io_recvmsg(int fd, struct msghdr *m, int fl)
 	return rc;
 }
 
-static inline int io_recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int fl,
-			      struct timespec *t)
+static inline int io_recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int fl, struct timespec *t)
 {
 	int rc;
 
@@ -369,8 +367,8 @@ SM_EXPORT ssize_t __recv_chk(int fd, void *b, size_t n, size_t bl, int fl)
 	return io_recv_chk(fd, b, n, bl, fl);
 }
 
-SM_EXPORT ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t bl, int fl,
-				 struct sockaddr *a, socklen_t *al)
+SM_EXPORT ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t bl, int fl, struct sockaddr *a,
+				 socklen_t *al)
 {
 	return io_recvfrom_chk(fd, b, n, bl, fl, a, al);
 }

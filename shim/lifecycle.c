@@ -95,15 +95,15 @@ static void track_dup(int old_fd, int new_fd)
 	}
 }
 
-#define SLOW_PATH(stmt)                                                                    \
-	do {                                                                               \
-		if (sm_likely(!sm_nest) && in_own_process()) {                             \
-			int saved_ = errno;                                                \
-			sm_nest++;                                                         \
-			stmt;                                                              \
-			sm_nest--;                                                         \
-			errno = saved_;                                                    \
-		}                                                                          \
+#define SLOW_PATH(stmt)                                                                            \
+	do {                                                                                       \
+		if (sm_likely(!sm_nest) && in_own_process()) {                                     \
+			int saved_ = errno;                                                        \
+			sm_nest++;                                                                 \
+			stmt;                                                                      \
+			sm_nest--;                                                                 \
+			errno = saved_;                                                            \
+		}                                                                                  \
 	} while (0)
 
 static int lc_socket(int d, int t, int p)

@@ -23,7 +23,7 @@
 #include "real.h"
 #include "state.h"
 
-#define REAP_EVERY 10  /* ticks between reaps of dead processes */
+#define REAP_EVERY  10 /* ticks between reaps of dead processes */
 #define CHECK_EVERY 10 /* ticks between st_ino checks of each entry */
 
 bool sm_reconcile(int fd, struct sm_sock *st)
@@ -67,8 +67,8 @@ void sm_reconcile_traffic(int fd, struct sm_sock *st, int64_t n)
  */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;
-static bool stop;      /* W/R: under lock */
-static bool running;   /* W: start/stop (slow paths, serialised by callers) */
+static bool stop;    /* W/R: under lock */
+static bool running; /* W: start/stop (slow paths, serialised by callers) */
 static pthread_t thread;
 static uint32_t tick_no; /* W/R: helper only */
 
@@ -121,7 +121,7 @@ static void *helper_main(void *arg)
 	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
 	pthread_mutex_lock(&lock);
 	while (!stop) {
-		tick();
+		/* Sleep first: at start there is nothing to reconcile yet. */
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_sec += sm_cfg.reconcile_ms / 1000;
 		ts.tv_nsec += (sm_cfg.reconcile_ms % 1000) * 1000000L;
@@ -131,6 +131,8 @@ static void *helper_main(void *arg)
 		}
 		while (!stop && pthread_cond_timedwait(&cv, &lock, &ts) == 0)
 			; /* spurious or stop: re-check */
+		if (!stop)
+			tick();
 	}
 	pthread_mutex_unlock(&lock);
 	sm_tcache_forget();

@@ -16,7 +16,7 @@
 #include "sockmem/sockmem.h"
 
 #define SM_EXPORT __attribute__((visibility("default")))
-#define SM_TLS __attribute__((tls_model("initial-exec"))) __thread
+#define SM_TLS	  __attribute__((tls_model("initial-exec"))) __thread
 
 /*
  * The pass-through switch: false until the constructor has attached to the
@@ -27,9 +27,9 @@
  */
 extern bool sm_active;
 
-extern struct sm_config sm_cfg;      /* W: constructor. R: all */
-extern sockmem_seg_t *sm_seg;        /* W: constructor. R: all */
-extern uint32_t sm_group;            /* W: constructor. R: all */
+extern struct sm_config sm_cfg; /* W: constructor. R: all */
+extern sockmem_seg_t *sm_seg;	/* W: constructor. R: all */
+extern uint32_t sm_group;	/* W: constructor. R: all */
 /* This process's record; SOCKMEM_NONE in a fork child until it needs one.
  * W: constructor, sm_proc_ensure (under sm_proc_lock). R: slow paths. */
 extern _Atomic uint32_t sm_proc;
@@ -60,11 +60,11 @@ void sm_tcache_detach(void);
 bool sm_proc_ensure(void);
 
 /* Keep the caller's errno across the shim's own system calls. */
-#define SM_SAVE_ERRNO(stmt)                                                        \
-	do {                                                                       \
-		int sm_saved_errno_ = errno;                                       \
-		stmt;                                                              \
-		errno = sm_saved_errno_;                                           \
+#define SM_SAVE_ERRNO(stmt)                                                                        \
+	do {                                                                                       \
+		int sm_saved_errno_ = errno;                                                       \
+		stmt;                                                                              \
+		errno = sm_saved_errno_;                                                           \
 	} while (0)
 
 #endif /* SOCKMEM_SHIM_STATE_H */

@@ -1,0 +1,317 @@
+/*
+ * Preloaded helper: sockets coming and going.
+ *
+ *   pl-life dup|dup2|dup3|dupfd|dupfd_cloexec   dups share one state
+ *   pl-life close_range                          close_range (and CLOEXEC)
+ *   pl-life reuse                                fd reuse after a raw close
+ *   pl-life stale                                raw close, fd reused by a file
+ *   pl-life threads                              exiting threads give caches back
+ *   pl-life fork                                 a forked child
+ *   pl-life exec                                 an exec'd child joins the group
+ *
+ * Phases as in pl_io.c: print "<phase> <number>", wait for a byte on stdin.
+ * Exit status 0 on success, 2 on a failed call.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define N	 32768
+#define NTHREADS 4
+
+static char buf[N];
+
+static void die(const char *what)
+{
+	perror(what);
+	exit(2);
+}
+
+static void phase(const char *name, long n)
+{
+	char c;
+
+	printf("%s %ld\n", name, n);
+	fflush(stdout);
+	if (read(0, &c, 1) != 1)
+		exit(3);
+}
+
+static void tcp_pair(int *a, int *b)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(sa);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (bind(lfd, (void *)&sa, l) || listen(lfd, 1) || getsockname(lfd, (void *)&sa, &l))
+		die("listen");
+	*a = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(*a, (void *)&sa, l))
+		die("connect");
+	*b = accept(lfd, NULL, NULL);
+	if (*b < 0)
+		die("accept");
+	close(lfd);
+}
+
+static void send_all(int fd, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t r = send(fd, buf, n - done, 0);
+
+		if (r <= 0)
+			die("send");
+		done += (size_t)r;
+	}
+}
+
+/* Occupy the listener's old fd number, so that the next fd is the one we
+ * close by hand. */
+static void fill_hole(void)
+{
+	if (open("/dev/null", O_RDONLY) < 0)
+		die("open");
+}
+
+static int dup_by(const char *how, int fd)
+{
+	int t;
+
+	if (!strcmp(how, "dup"))
+		return dup(fd);
+	if (!strcmp(how, "dupfd"))
+		return fcntl(fd, F_DUPFD, 100);
+	if (!strcmp(how, "dupfd_cloexec"))
+		return fcntl(fd, F_DUPFD_CLOEXEC, 100);
+	/* dup2/dup3 onto an accounted socket: its own state must be dropped. */
+	t = socket(AF_INET, SOCK_STREAM, 0);
+	phase("target", t);
+	if (!strcmp(how, "dup2"))
+		return dup2(fd, t);
+	return dup3(fd, t, O_CLOEXEC);
+}
+
+static int do_dup(const char *how)
+{
+	int a, b, d;
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	phase("sent", N);
+	d = dup_by(how, a);
+	if (d < 0)
+		die(how);
+	phase("duped", d);
+	close(a);
+	phase("closed_orig", N);
+	send_all(d, N);
+	phase("sent_dup", 2 * N);
+	close(d);
+	phase("closed_dup", 0);
+	close(b);
+	phase("closed", 0);
+	return 0;
+}
+
+static int do_close_range(void)
+{
+	int a, b, u = socket(AF_INET, SOCK_DGRAM, 0);
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	phase("sent", N);
+	if (close_range((unsigned)u, ~0u, CLOSE_RANGE_CLOEXEC))
+		die("close_range cloexec");
+	phase("cloexec", N);
+	if (close_range((unsigned)u, ~0u, 0))
+		die("close_range");
+	phase("closed", 0);
+	return 0;
+}
+
+static int do_reuse(void)
+{
+	int a, b, c;
+
+	tcp_pair(&a, &b);
+	fill_hole();
+	send_all(a, N);
+	phase("sent", N);
+	syscall(SYS_close, a); /* a close the shim does not see */
+	phase("rawclosed", N);
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c != a) {
+		fprintf(stderr, "fd %d not reused (got %d)\n", a, c);
+		return 2;
+	}
+	phase("reused", 0);
+	close(c);
+	close(b);
+	phase("closed", 0);
+	return 0;
+}
+
+static int do_stale(void)
+{
+	int a, b, f;
+
+	tcp_pair(&a, &b);
+	fill_hole();
+	phase("pair", 0);
+	syscall(SYS_close, b);
+	f = open("/dev/null", O_RDONLY);
+	if (f != b) {
+		fprintf(stderr, "fd %d not reused (got %d)\n", b, f);
+		return 2;
+	}
+	if (read(f, buf, sizeof(buf)) != 0)
+		die("read /dev/null");
+	phase("file", 0); /* the tick must find the stale entry and drop it */
+	close(f);
+	close(a);
+	phase("closed", 0);
+	return 0;
+}
+
+static int go_pipe[2];
+
+static void *thread_main(void *arg)
+{
+	int a, b;
+	char c;
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	if (read(go_pipe[0], &c, 1) != 1)
+		die("read go");
+	close(a);
+	close(b);
+	return NULL;
+}
+
+static int do_threads(void)
+{
+	pthread_t t[NTHREADS];
+	char go[NTHREADS];
+
+	if (pipe(go_pipe))
+		die("pipe");
+	for (int i = 0; i < NTHREADS; i++)
+		if (pthread_create(&t[i], NULL, thread_main, NULL))
+			die("pthread_create");
+	usleep(200000); /* all have sent: sock == NTHREADS * N */
+	phase("running", NTHREADS * N);
+	memset(go, 'g', sizeof(go));
+	if (write(go_pipe[1], go, sizeof(go)) != (ssize_t)sizeof(go))
+		die("write go");
+	for (int i = 0; i < NTHREADS; i++)
+		pthread_join(t[i], NULL);
+	phase("joined", 0);
+	return 0;
+}
+
+static int do_fork(void)
+{
+	int a, b, c, d, status;
+	pid_t pid;
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	phase("sent", N);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		send_all(a, N / 2); /* inherited: the parent's, not charged again */
+		tcp_pair(&c, &d);
+		send_all(c, N);
+		phase("child", 2 * N);
+		close(a);
+		close(b);
+		close(c);
+		close(d);
+		phase("child_closed", N);
+		exit(0);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+		die("child");
+	phase("parent", N);
+	close(a);
+	close(b);
+	phase("closed", 0);
+	return 0;
+}
+
+static int do_exec(const char *self)
+{
+	int a, b, status;
+	pid_t pid;
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	phase("sent", N);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		execl(self, self, "exec_child", (char *)NULL);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+		die("exec child");
+	phase("parent", N);
+	close(a);
+	close(b);
+	phase("closed", 0);
+	return 0;
+}
+
+static int do_exec_child(void)
+{
+	int a, b;
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	phase("exec_child", 2 * N);
+	close(a);
+	close(b);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *m = argc > 1 ? argv[1] : "";
+
+	memset(buf, 'y', sizeof(buf));
+	if (!strcmp(m, "dup") || !strcmp(m, "dup2") || !strcmp(m, "dup3") || !strcmp(m, "dupfd") ||
+	    !strcmp(m, "dupfd_cloexec"))
+		return do_dup(m);
+	if (!strcmp(m, "close_range"))
+		return do_close_range();
+	if (!strcmp(m, "reuse"))
+		return do_reuse();
+	if (!strcmp(m, "stale"))
+		return do_stale();
+	if (!strcmp(m, "threads"))
+		return do_threads();
+	if (!strcmp(m, "fork"))
+		return do_fork();
+	if (!strcmp(m, "exec"))
+		return do_exec(argv[0]);
+	if (!strcmp(m, "exec_child"))
+		return do_exec_child();
+	fprintf(stderr, "unknown mode '%s'\n", m);
+	return 2;
+}

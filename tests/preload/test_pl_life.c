@@ -1,0 +1,179 @@
+/*
+ * Sockets coming and going under the shim: dups share state, close_range,
+ * fd reuse, exiting threads, fork and exec. Reconciliation is off except in
+ * the stale-entry test, so the expected figures are exact. See pl_life.c.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "pl_harness.h"
+
+#define N   32768
+#define ANY (-1)
+
+struct step {
+	const char *phase;
+	int64_t sock, sockets, processes, current;
+};
+
+static const char *no_tick[] = {"SOCKMEM_RECONCILE_MS=60000", "SOCKMEM_RECONCILE_BYTES=0", NULL};
+
+static void run(const char *mode, const struct step *steps, const char *const *extra)
+{
+	char ns[64], name[64], rest[64];
+	struct pl_opts o = {.group = "life", .preload = true};
+	const char *args[] = {mode, NULL};
+	struct sockmem_group_stat st;
+	struct pl_child c;
+	int status;
+
+	for (int i = 0; extra && extra[i]; i++)
+		o.extra[i] = extra[i];
+	snprintf(name, sizeof(name), "life-%s", mode);
+	pl_ns(ns, sizeof(ns), name);
+	o.ns = ns;
+	cr_assert_eq(pl_spawn(&c, "sockmem-pl-life", args, &o), 0);
+	for (const struct step *s = steps; s->phase; s++) {
+		cr_assert_eq(pl_expect(&c, s->phase, rest, sizeof(rest)), 0, "phase %s", s->phase);
+		cr_assert_eq(pl_stat(ns, "life", &st), 0);
+		if (s->sock != ANY)
+			cr_expect_eq(st.sock, s->sock, "%s: sock %lld, expected %lld", s->phase,
+				     (long long)st.sock, (long long)s->sock);
+		if (s->sockets != ANY)
+			cr_expect_eq(st.sockets, s->sockets, "%s: sockets %lld, expected %lld",
+				     s->phase, (long long)st.sockets, (long long)s->sockets);
+		if (s->processes != ANY)
+			cr_expect_eq(st.processes, s->processes,
+				     "%s: processes %lld, expected %lld", s->phase,
+				     (long long)st.processes, (long long)s->processes);
+		if (s->current != ANY)
+			cr_expect_eq(st.current, s->current, "%s: current %lld, expected %lld",
+				     s->phase, (long long)st.current, (long long)s->current);
+		pl_go(&c);
+	}
+	status = pl_wait(&c, 10000);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "helper status %#x", status);
+	cr_assert_eq(pl_stat(ns, "life", &st), 0);
+	cr_expect_eq(st.current, 0, "current %lld after exit", (long long)st.current);
+	cr_expect_eq(st.sockets, 0);
+	cr_expect_eq(st.processes, 0);
+	cr_expect_eq(st.underflows, 0);
+	sockmem_unlink(ns);
+}
+
+static const struct step dup_steps[] = {{"sent", N, 2, 1, ANY},
+					{"duped", N, 2, 1, ANY},
+					{"closed_orig", N, 2, 1, ANY},
+					{"sent_dup", 2 * N, 2, 1, ANY},
+					{"closed_dup", 0, 1, 1, ANY},
+					{"closed", 0, 0, 1, ANY},
+					{NULL, 0, 0, 0, 0}};
+static const struct step dup2_steps[] = {
+	{"sent", N, 2, 1, ANY},		{"target", N, 3, 1, ANY},
+	{"duped", N, 2, 1, ANY},	{"closed_orig", N, 2, 1, ANY},
+	{"sent_dup", 2 * N, 2, 1, ANY}, {"closed_dup", 0, 1, 1, ANY},
+	{"closed", 0, 0, 1, ANY},	{NULL, 0, 0, 0, 0}};
+
+Test(life, dup_shares_state)
+{
+	run("dup", dup_steps, no_tick);
+}
+Test(life, fcntl_dupfd_shares_state)
+{
+	run("dupfd", dup_steps, no_tick);
+}
+Test(life, fcntl_dupfd_cloexec_shares_state)
+{
+	run("dupfd_cloexec", dup_steps, no_tick);
+}
+Test(life, dup2_over_socket)
+{
+	run("dup2", dup2_steps, no_tick);
+}
+Test(life, dup3_over_socket)
+{
+	run("dup3", dup2_steps, no_tick);
+}
+
+Test(life, close_range)
+{
+	static const struct step s[] = {{"sent", N, 3, 1, ANY},
+					{"cloexec", N, 3, 1, ANY},
+					{"closed", 0, 0, 1, ANY},
+					{NULL, 0, 0, 0, 0}};
+	run("close_range", s, no_tick);
+}
+
+Test(life, fd_reuse_after_raw_close)
+{
+	static const struct step s[] = {{"sent", N, 2, 1, ANY},
+					{"rawclosed", N, 2, 1, ANY},
+					{"reused", 0, 2, 1, ANY},
+					{"closed", 0, 0, 1, ANY},
+					{NULL, 0, 0, 0, 0}};
+	run("reuse", s, no_tick);
+}
+
+static bool sockets_eq(const struct sockmem_group_stat *st, int64_t n)
+{
+	return st->sockets == n;
+}
+
+/* A raw close whose fd number is then reused by a file: the helper's tick
+ * finds the entry is no longer that socket and drops it. */
+Test(life, stale_entry_dropped_by_tick)
+{
+	static const char *tick[] = {"SOCKMEM_RECONCILE_MS=20", NULL};
+	const char *args[] = {"stale", NULL};
+	struct pl_opts o = {.group = "life", .preload = true, .extra = {tick[0]}};
+	struct sockmem_group_stat st;
+	struct pl_child c;
+	char ns[64];
+
+	pl_ns(ns, sizeof(ns), "life-stale");
+	o.ns = ns;
+	cr_assert_eq(pl_spawn(&c, "sockmem-pl-life", args, &o), 0);
+	cr_assert_eq(pl_expect(&c, "pair", NULL, 0), 0);
+	cr_assert_eq(pl_stat(ns, "life", &st), 0);
+	cr_expect_eq(st.sockets, 2);
+	pl_go(&c);
+	cr_assert_eq(pl_expect(&c, "file", NULL, 0), 0);
+	cr_expect(pl_stat_until(ns, "life", &st, sockets_eq, 1, 5000),
+		  "stale entry still counted: sockets %lld", (long long)st.sockets);
+	pl_go(&c);
+	cr_assert_eq(pl_expect(&c, "closed", NULL, 0), 0);
+	cr_expect(pl_stat_until(ns, "life", &st, sockets_eq, 0, 2000));
+	cr_expect_eq(st.sock, 0);
+	pl_go(&c);
+	cr_expect_eq(pl_wait(&c, 10000), 0);
+	sockmem_unlink(ns);
+}
+
+Test(life, exiting_threads_give_caches_back)
+{
+	static const struct step s[] = {
+		{"running", 4 * N, 8, 1, ANY}, {"joined", 0, 0, 1, 0}, {NULL, 0, 0, 0, 0}};
+	run("threads", s, no_tick);
+}
+
+/* The child's sends on inherited sockets are not charged (the parent owns
+ * them), its own socket is; closing inherited fds releases nothing. */
+Test(life, fork_child_no_double_count)
+{
+	static const struct step s[] = {{"sent", N, 2, 1, ANY},		{"child", 2 * N, 4, 2, ANY},
+					{"child_closed", N, 2, 2, ANY}, {"parent", N, 2, 1, ANY},
+					{"closed", 0, 0, 1, ANY},	{NULL, 0, 0, 0, 0}};
+	run("fork", s, no_tick);
+}
+
+Test(life, exec_child_joins_group)
+{
+	static const struct step s[] = {{"sent", N, 2, 1, ANY},
+					{"exec_child", 2 * N, 4, 2, ANY},
+					{"parent", N, 2, 1, ANY},
+					{"closed", 0, 0, 1, ANY},
+					{NULL, 0, 0, 0, 0}};
+	run("exec", s, no_tick);
+}

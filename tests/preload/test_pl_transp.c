@@ -1,0 +1,63 @@
+/*
+ * Transparency: the same calls give the same return values and errno with
+ * and without the shim (active, and preloaded with no group).
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pl_harness.h"
+
+static void capture(const struct pl_opts *o, char *out, size_t len)
+{
+	struct pl_child c;
+	size_t n = 0;
+	int status;
+
+	cr_assert_eq(pl_spawn(&c, "sockmem-pl-transp", NULL, o), 0);
+	for (int i = 0; i < 200 && n + 1 < len; i++) {
+		char line[256];
+
+		if (pl_line(&c, line, sizeof(line), 5000) != 0)
+			break;
+		n += (size_t)snprintf(out + n, len - n, "%s\n", line);
+	}
+	status = pl_wait(&c, 10000);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "helper status %#x", status);
+	cr_assert_gt(n, 1000, "too little output (%zu bytes)", n);
+}
+
+static void compare(const char *a, const char *b, const char *what)
+{
+	const char *pa = a, *pb = b;
+
+	while (*pa && *pb) {
+		const char *ea = strchr(pa, '\n'), *eb = strchr(pb, '\n');
+
+		cr_expect(ea - pa == eb - pb && !strncmp(pa, pb, (size_t)(ea - pa)),
+			  "%s differs:\n  libc: %.*s\n  shim: %.*s", what, (int)(ea - pa), pa,
+			  (int)(eb - pb), pb);
+		pa = ea + 1, pb = eb + 1;
+	}
+	cr_expect(!*pa && !*pb, "%s: output lengths differ", what);
+}
+
+Test(transparency, bad_calls_same_rc_and_errno)
+{
+	static char plain[16384], active[16384], idle[16384];
+	struct pl_opts o = {0};
+	char ns[64];
+
+	pl_ns(ns, sizeof(ns), "transp");
+	capture(&o, plain, sizeof(plain));
+	o = (struct pl_opts){.ns = ns, .group = "t", .preload = true};
+	capture(&o, active, sizeof(active));
+	o = (struct pl_opts){.ns = ns, .preload = true};
+	capture(&o, idle, sizeof(idle));
+	compare(plain, active, "group active");
+	compare(plain, idle, "preloaded, no group");
+	cr_expect(strstr(plain, "send badbuf") != NULL);
+	sockmem_unlink(ns);
+}
