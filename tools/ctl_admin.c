@@ -126,7 +126,7 @@ static int apply_limits(sockmem_seg_t *seg, const char *path, const struct limit
 	if (rc != CTL_OK)
 		return rc;
 	if (sockmem_group_stat(seg, idx, &st) == 0) {
-		printf("%s: max %s, high %s, low %s\n", path, ctl_size(st.max, a, sizeof(a)),
+		printf("%s: max=%s high=%s low=%s\n", path, ctl_size(st.max, a, sizeof(a)),
 		       ctl_size(st.high, b, sizeof(b)), ctl_size(st.low, c, sizeof(c)));
 		warn_small_gap(&st);
 	}

@@ -57,7 +57,7 @@ Test(groups, set_creates_and_validates)
 	struct h_out r;
 
 	cr_assert_eq(CTL(&r, "set", "a/b", "max=64M", "high=48M", "low=32M"), 0, "%s", r.err);
-	cr_assert(strstr(r.out, "a/b: max 64M, high 48M, low 32M"), "%s", r.out);
+	cr_assert(strstr(r.out, "a/b: max=64M high=48M low=32M"), "%s", r.out);
 	h_free(&r);
 	JSON("a/b", "group=\"a/b\"", "max=67108864", "high=50331648", "low=33554432", "current=0");
 	/* The parent was created implicitly, unlimited. */
