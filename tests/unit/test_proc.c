@@ -1,0 +1,234 @@
+/* Process records: registration, unregistration, and reaping of processes
+ * that died (SIGKILL) or whose pid was reused. */
+#include <errno.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include "cache.h"
+#include "core.h"
+#include "tutil.h"
+
+TestSuite(proc, .fini = t_fini);
+
+#define BATCH SOCKMEM_DEFAULT_BATCH
+
+static int live_slots(sockmem_seg_t *seg)
+{
+	int n = 0;
+
+	for (uint32_t i = 0; i < seg->nslots; i++)
+		n += atomic_load(&seg->slots[i].state) != SOCKMEM_FREE;
+	return n;
+}
+
+Test(proc, register_unregister_counts)
+{
+	sockmem_seg_t *seg = t_open("p-reg");
+	uint32_t g = t_group(seg, "a/b"), a, p1, p2;
+	struct sockmem_proc *rec;
+
+	sockmem_group_lookup(seg, "a", &a);
+	cr_assert_eq(sockmem_proc_register(seg, g, &p1), 0);
+	cr_assert_eq(sockmem_proc_register(seg, g, &p2), 0);
+	cr_expect_neq(p1, p2);
+	rec = sockmem_proc_at(seg, p1);
+	cr_expect_eq(rec->pid, getpid());
+	cr_expect_eq(rec->start_time, sm_proc_start_time(getpid()));
+	cr_expect_eq(rec->group, g);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, g)->processes), 2);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, a)->processes), 0,
+		     "processes counts direct members");
+	cr_expect_eq(sockmem_proc_register(seg, 9999, &p2), -ENOENT);
+	/* Unregister returns what the record holds. */
+	cr_assert(sockmem_try_charge(seg, g, 4321, NULL));
+	atomic_fetch_add(&rec->sock, 4321);
+	atomic_fetch_add(&rec->sockets, 2);
+	atomic_fetch_add(&sockmem_group_at(seg, g)->sockets, 2);
+	sockmem_proc_unregister(seg, p1);
+	cr_expect_eq(t_usage(seg, g), 0);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, g)->sockets), 0);
+	cr_expect_eq(atomic_load(&rec->state), SOCKMEM_FREE);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, g)->processes), 1);
+	sockmem_proc_unregister(seg, p2);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, g)->processes), 0);
+	sockmem_close(seg);
+}
+
+Test(proc, register_table_full)
+{
+	struct sockmem_open_opts o = { .procs = 2 };
+	sockmem_seg_t *seg = t_open_opts("p-full", &o);
+	uint32_t g = t_group(seg, "a"), p[3];
+
+	cr_expect_eq(sockmem_proc_register(seg, g, &p[0]), 0);
+	cr_expect_eq(sockmem_proc_register(seg, g, &p[1]), 0);
+	cr_expect_eq(sockmem_proc_register(seg, g, &p[2]), -ENOSPC);
+	sockmem_close(seg);
+}
+
+/* The child: charges 5000 through its cache (plus a batch of stock) and
+ * 7000 uncached (held by the process record), then waits to be killed. */
+static void victim(const char *ns, int wfd)
+{
+	struct sockmem_open_opts o = { .ns = ns };
+	struct sockmem_cache c, direct;
+	char err[SOCKMEM_ERRLEN], ok = 'n';
+	sockmem_seg_t *seg;
+	uint32_t g, p;
+
+	if (sockmem_open(&o, &seg, err, sizeof(err)) == 0 &&
+	    sockmem_group_lookup(seg, "a/b", &g) == 0 && sockmem_proc_register(seg, g, &p) == 0 &&
+	    sockmem_cache_attach(seg, p, 0, &c) == 0) {
+		direct = c;
+		direct.slot = NULL;
+		if (sm_cache_charge(&c, 5000, false, NULL) &&
+		    sm_cache_charge(&direct, 7000, false, NULL))
+			ok = 'y';
+	}
+	if (write(wfd, &ok, 1) != 1)
+		_exit(2);
+	for (int i = 0; i < 200; i++)
+		usleep(100 * 1000);
+	_exit(0);
+}
+
+Test(proc, kill9_returns_exactly_what_the_dead_held)
+{
+	sockmem_seg_t *seg = t_open("p-kill9");
+	uint32_t g = t_group(seg, "a/b"), a, me;
+	struct sockmem_cache c;
+	int fds[2], status;
+	int64_t back = -1;
+	char ok = 0;
+	pid_t pid;
+
+	sockmem_group_lookup(seg, "a", &a);
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		victim(t_ns, fds[1]);
+	/* The parent holds charges too: 2000 through its own cache. */
+	cr_assert_eq(sockmem_proc_register(seg, g, &me), 0);
+	cr_assert_eq(sockmem_cache_attach(seg, me, 0, &c), 0);
+	cr_assert(sm_cache_charge(&c, 2000, false, NULL));
+	cr_assert_eq(read(fds[0], &ok, 1), 1);
+	cr_assert_eq(ok, 'y');
+	cr_expect_eq(t_usage(seg, a), 2000 + BATCH + 5000 + BATCH + 7000);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, g)->processes), 2);
+	cr_expect_eq(live_slots(seg), 2);
+	cr_expect_eq(sockmem_reap(seg, &back), 0, "nothing dead yet");
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	cr_expect_eq(sockmem_reap(seg, &back), 1);
+	cr_expect_eq(back, 5000 + BATCH + 7000);
+	cr_expect_eq(t_usage(seg, g), 2000 + BATCH, "exactly what the living hold");
+	cr_expect_eq(t_usage(seg, a), 2000 + BATCH);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, g)->processes), 1);
+	cr_expect_eq(live_slots(seg), 1, "the dead process's slot is free");
+	cr_expect_eq(sockmem_reap(seg, &back), 0, "reaped once");
+	sm_cache_uncharge(&c, 2000);
+	sockmem_cache_detach(&c);
+	sockmem_proc_unregister(seg, me);
+	cr_expect_eq(t_usage(seg, a), 0);
+	sockmem_close(seg);
+}
+
+Test(proc, open_reaps_automatically)
+{
+	sockmem_seg_t *seg = t_open("p-autoreap"), *seg2;
+	struct sockmem_open_opts o = { .ns = t_ns };
+	uint32_t g = t_group(seg, "a/b");
+	int fds[2], status;
+	char ok = 0, err[SOCKMEM_ERRLEN];
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	if (pid == 0)
+		victim(t_ns, fds[1]);
+	cr_assert_eq(read(fds[0], &ok, 1), 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	cr_expect_gt(t_usage(seg, g), 0);
+	cr_assert_eq(sockmem_open(&o, &seg2, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(t_usage(seg, g), 0, "a later attach reaped the dead");
+	sockmem_close(seg2);
+	sockmem_close(seg);
+}
+
+/* A live pid whose start time differs is a reused pid: the record is dead. */
+Test(proc, pid_reuse_is_detected)
+{
+	sockmem_seg_t *seg = t_open("p-reuse");
+	uint32_t g = t_group(seg, "a"), p, q;
+	struct sockmem_proc *rec;
+	int64_t back;
+
+	cr_assert_eq(sockmem_proc_register(seg, g, &p), 0);
+	cr_assert_eq(sockmem_proc_register(seg, g, &q), 0);
+	rec = sockmem_proc_at(seg, p);
+	rec->start_time += 12345; /* "an earlier process with our pid" */
+	cr_assert(sockmem_try_charge(seg, g, 4000, NULL));
+	atomic_store(&rec->sock, 4000);
+	/* A second crafted record: a pid that cannot exist. */
+	rec = sockmem_proc_at(seg, q);
+	rec->pid = 0x7ffffff0;
+	cr_assert(sockmem_try_charge(seg, g, 1000, NULL));
+	atomic_store(&rec->sock, 1000);
+	cr_expect_eq(sockmem_reap(seg, &back), 2);
+	cr_expect_eq(back, 5000);
+	cr_expect_eq(t_usage(seg, g), 0);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, g)->processes), 0);
+	cr_expect_eq(atomic_load(&sockmem_proc_at(seg, p)->state), SOCKMEM_FREE);
+	sockmem_close(seg);
+}
+
+Test(proc, reap_frees_abandoned_claims)
+{
+	sockmem_seg_t *seg = t_open("p-claimed");
+
+	/* Claims happen under the table lock, so a CLAIMED record seen by a
+	 * lock holder was left by a process that died mid-registration. */
+	atomic_store(&seg->procs[3].state, SOCKMEM_CLAIMED);
+	atomic_store(&seg->groups[5].state, SOCKMEM_CLAIMED);
+	cr_expect_eq(sockmem_reap(seg, NULL), 0);
+	cr_expect_eq(atomic_load(&seg->procs[3].state), SOCKMEM_FREE);
+	cr_expect_eq(atomic_load(&seg->groups[5].state), SOCKMEM_FREE);
+	sockmem_close(seg);
+}
+
+Test(proc, reap_is_cheap_when_nothing_died)
+{
+	sockmem_seg_t *seg = t_open("p-cheap");
+	uint32_t g = t_group(seg, "a"), p;
+	uint64_t t0;
+
+	for (int i = 0; i < 50; i++)
+		cr_assert_eq(sockmem_proc_register(seg, g, &p), 0);
+	t0 = sockmem_now_ns();
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(sockmem_reap(seg, NULL), 0);
+	cr_expect_lt((sockmem_now_ns() - t0) / 100, 2000000u, "a reap pass took %llu ns",
+		     (unsigned long long)((sockmem_now_ns() - t0) / 100));
+	sockmem_close(seg);
+}
+
+/* starttime survives a comm with spaces and parentheses. */
+Test(proc, start_time_parse_odd_comm)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		uint64_t before = sm_proc_start_time(getpid());
+
+		prctl(PR_SET_NAME, "x) 1 2 (3) 4", 0, 0, 0);
+		_exit(before > 0 && sm_proc_start_time(getpid()) == before ? 0 : 1);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	cr_expect_eq(sm_proc_start_time(0x7ffffff0), 0);
+	cr_expect_gt(sm_proc_start_time(getpid()), 0);
+}

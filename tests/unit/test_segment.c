@@ -1,0 +1,400 @@
+/* The segment: refusal of bad segments (each with a message that names the
+ * problem, none crashing), owner and mode checks, read-only use, and the
+ * create-or-attach race. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "core.h"
+#include "tutil.h"
+
+TestSuite(segment, .fini = t_fini);
+
+struct raw {
+	int fd;
+	size_t len;
+	void *base;
+	struct sockmem_header *h;
+};
+
+static const char *name_of_ns(void)
+{
+	static char name[128];
+
+	sockmem_shm_name(t_ns, name, sizeof(name));
+	return name;
+}
+
+/* Map the namespace's file directly, as a hostile or buggy writer would. */
+static struct raw raw_map(void)
+{
+	char name[128];
+	struct raw r;
+	struct stat st;
+
+	sockmem_shm_name(t_ns, name, sizeof(name));
+	r.fd = shm_open(name, O_RDWR, 0);
+	cr_assert_geq(r.fd, 0);
+	cr_assert_eq(fstat(r.fd, &st), 0);
+	r.len = (size_t)st.st_size;
+	r.base = mmap(NULL, r.len, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd, 0);
+	cr_assert_neq(r.base, MAP_FAILED);
+	r.h = r.base;
+	return r;
+}
+
+static void raw_unmap(struct raw *r)
+{
+	munmap(r->base, r->len);
+	close(r->fd);
+}
+
+static struct sockmem_group *raw_group(struct raw *r, uint32_t i)
+{
+	return (struct sockmem_group *)((char *)r->base + r->h->group_offset) + i;
+}
+
+/* Attach and expect refusal with `rc` and a message containing `want`. */
+static void expect_refused(int rc, const char *want, bool allow_foreign)
+{
+	struct sockmem_open_opts o = { .ns = t_ns, .allow_foreign = allow_foreign };
+	char err[SOCKMEM_ERRLEN] = "";
+	sockmem_seg_t *seg = NULL;
+	int got = sockmem_open(&o, &seg, err, sizeof(err));
+
+	cr_expect_eq(got, rc, "open returned %d (%s), want %d", got, err, rc);
+	cr_expect_null(seg);
+	cr_expect(strstr(err, want) != NULL, "message \"%s\" should mention \"%s\"", err, want);
+	cr_expect(strstr(err, t_ns) != NULL, "message \"%s\" names the segment", err);
+}
+
+/* A fresh segment with groups a, a/b; returns b's index. */
+static uint32_t fresh(const char *name)
+{
+	sockmem_seg_t *seg = t_open(name);
+	uint32_t b = t_group(seg, "a/b");
+
+	sockmem_close(seg);
+	return b;
+}
+
+Test(segment, wrong_magic)
+{
+	struct raw r;
+
+	fresh("s-magic");
+	r = raw_map();
+	r.h->magic = 0x1234;
+	expect_refused(-EPROTO, "magic", false);
+	raw_unmap(&r);
+}
+
+Test(segment, wrong_version)
+{
+	struct raw r;
+
+	fresh("s-version");
+	r = raw_map();
+	r.h->abi_version = SOCKMEM_ABI_VERSION + 1;
+	expect_refused(-EPROTO, "version 2", false);
+	raw_unmap(&r);
+}
+
+Test(segment, truncated_file)
+{
+	struct raw r;
+
+	fresh("s-trunc");
+	r = raw_map();
+	raw_unmap(&r); /* ftruncate below the mapping would SIGBUS our own view */
+	r.fd = shm_open(name_of_ns(), O_RDWR, 0);
+	cr_assert_geq(r.fd, 0);
+	cr_assert_eq(ftruncate(r.fd, 8192), 0);
+	expect_refused(-EPROTO, "truncated", false);
+	cr_assert_eq(ftruncate(r.fd, 100), 0);
+	expect_refused(-EPROTO, "truncated", false);
+	cr_assert_eq(ftruncate(r.fd, 0), 0);
+	expect_refused(-EPROTO, "truncated", false);
+	close(r.fd);
+}
+
+Test(segment, parent_index_out_of_range)
+{
+	uint32_t b = fresh("s-parent");
+	struct raw r = raw_map();
+	char want[64];
+
+	raw_group(&r, b)->parent = 9999;
+	snprintf(want, sizeof(want), "group %u parent index 9999 out of range (capacity 256)", b);
+	expect_refused(-EPROTO, want, false);
+	raw_unmap(&r);
+}
+
+Test(segment, parent_not_live_or_wrong_depth)
+{
+	uint32_t b = fresh("s-depth");
+	struct raw r = raw_map();
+	struct sockmem_group *g = raw_group(&r, b);
+
+	g->depth = 5;
+	expect_refused(-EPROTO, "depth", false);
+	g->depth = 1;
+	atomic_store(&raw_group(&r, g->parent)->state, SOCKMEM_FREE);
+	expect_refused(-EPROTO, "not live", false);
+	raw_unmap(&r);
+}
+
+Test(segment, name_without_terminator)
+{
+	uint32_t b = fresh("s-noterm");
+	struct raw r = raw_map();
+
+	memset(raw_group(&r, b)->path, 'x', SOCKMEM_PATH_MAX);
+	expect_refused(-EPROTO, "without terminator", false);
+	raw_unmap(&r);
+}
+
+Test(segment, invalid_name_and_state)
+{
+	uint32_t b = fresh("s-badname");
+	struct raw r = raw_map();
+
+	strcpy(raw_group(&r, b)->path, "a/../b");
+	expect_refused(-EPROTO, "invalid name", false);
+	strcpy(raw_group(&r, b)->path, "a/b");
+	atomic_store(&raw_group(&r, 7)->state, 77);
+	expect_refused(-EPROTO, "group 7 has invalid state 77", false);
+	raw_unmap(&r);
+}
+
+Test(segment, table_geometry)
+{
+	struct raw r;
+
+	fresh("s-geom");
+	r = raw_map();
+	r.h->slot_offset += 8;
+	expect_refused(-EPROTO, "slot table offset", false);
+	r.h->slot_offset -= 8;
+	r.h->group_capacity = 0;
+	expect_refused(-EPROTO, "group capacity 0", false);
+	r.h->group_capacity = 256;
+	r.h->proc_offset = r.h->group_offset;
+	expect_refused(-EPROTO, "overlaps", false);
+	raw_unmap(&r);
+}
+
+Test(segment, slot_and_proc_indices)
+{
+	struct raw r;
+	struct sockmem_slot *s;
+	struct sockmem_proc *p;
+
+	fresh("s-slot");
+	r = raw_map();
+	s = (struct sockmem_slot *)((char *)r.base + r.h->slot_offset) + 3;
+	atomic_store(&s->state, SOCKMEM_LIVE);
+	s->proc = 1u << 30;
+	expect_refused(-EPROTO, "slot 3", false);
+	atomic_store(&s->state, SOCKMEM_FREE);
+	p = (struct sockmem_proc *)((char *)r.base + r.h->proc_offset) + 2;
+	atomic_store(&p->state, SOCKMEM_LIVE);
+	p->group = 4096;
+	expect_refused(-EPROTO, "process record 2 group index 4096", false);
+	raw_unmap(&r);
+}
+
+Test(segment, foreign_owner)
+{
+	struct raw r;
+	struct sockmem_open_opts o = { .ns = NULL, .allow_foreign = true };
+	char err[SOCKMEM_ERRLEN];
+	sockmem_seg_t *seg;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to give the file away (fchown)");
+	fresh("s-foreign");
+	r = raw_map();
+	cr_assert_eq(fchown(r.fd, 65534, 65534), 0);
+	r.h->owner_uid = 65534; /* as if uid 65534 had created it */
+	expect_refused(-EACCES, "owned by uid 65534", false);
+	o.ns = t_ns;
+	cr_expect_eq(sockmem_open(&o, &seg, err, sizeof(err)), 0, "allow_foreign: %s", err);
+	sockmem_close(seg);
+	/* The header must still agree with the file's owner. */
+	r.h->owner_uid = 0;
+	expect_refused(-EPROTO, "owner uid", true);
+	raw_unmap(&r);
+}
+
+Test(segment, mode_wider_than_0600)
+{
+	struct raw r;
+	struct stat st;
+
+	fresh("s-mode");
+	r = raw_map();
+	cr_assert_eq(fstat(r.fd, &st), 0);
+	cr_expect_eq(st.st_mode & 07777, 0600, "created 0600 whatever the umask");
+	cr_assert_eq(fchmod(r.fd, 0644), 0);
+	expect_refused(-EACCES, "mode 0644", false);
+	raw_unmap(&r);
+}
+
+Test(segment, missing_without_create)
+{
+	struct sockmem_open_opts o = { .ns = "t-s-missing-x" };
+	char err[SOCKMEM_ERRLEN];
+	sockmem_seg_t *seg = NULL;
+
+	snprintf(t_ns, sizeof(t_ns), "t-s-missing-%d", (int)getpid());
+	o.ns = t_ns;
+	cr_expect_eq(sockmem_open(&o, &seg, err, sizeof(err)), -ENOENT);
+	o.ns = "bad/ns";
+	cr_expect_eq(sockmem_open(&o, &seg, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "namespace"), "%s", err);
+}
+
+Test(segment, readonly_stat_works)
+{
+	sockmem_seg_t *seg = t_open("s-ro"), *ro;
+	struct sockmem_open_opts o = { .readonly = true };
+	struct sockmem_group_stat st;
+	char err[SOCKMEM_ERRLEN];
+	uint32_t g = t_group(seg, "a/b"), i;
+
+	cr_assert(sockmem_try_charge(seg, g, 777, NULL));
+	o.ns = t_ns;
+	cr_assert_eq(sockmem_open(&o, &ro, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(sockmem_group_lookup(ro, "a/b", &i), 0);
+	cr_expect_eq(i, g);
+	cr_assert_eq(sockmem_group_stat(ro, i, &st), 0);
+	cr_expect_eq(st.current, 777);
+	cr_expect_eq(sockmem_group_set_limits(ro, i, 1, 1, 1, err, sizeof(err)), -EROFS);
+	cr_expect_eq(sockmem_group_reset_peak(ro, i), -EROFS);
+	cr_expect_eq(sockmem_drain_caches(ro, i), 0);
+	sockmem_close(ro);
+	sockmem_close(seg);
+}
+
+Test(segment, validate_arbitrary_bytes)
+{
+	sockmem_seg_t *seg = t_open("s-fuzz");
+	size_t len = seg->size;
+	uint64_t *img = malloc(len);
+	char err[SOCKMEM_ERRLEN];
+	unsigned seed = 1;
+
+	t_group(seg, "a/b/c");
+	memcpy(img, seg->hdr, len);
+	cr_expect_eq(sockmem_validate(img, len, geteuid(), err, sizeof(err)), 0, "%s", err);
+	/* Every prefix length of the header, and random corruptions. */
+	for (size_t l = 0; l < 512; l++)
+		cr_expect_neq(sockmem_validate(img, l, geteuid(), err, sizeof(err)), 0);
+	for (int i = 0; i < 3000; i++) {
+		size_t at = (size_t)rand_r(&seed) % (i < 1500 ? 256 : len);
+		uint8_t saved = ((uint8_t *)img)[at];
+
+		((uint8_t *)img)[at] = (uint8_t)rand_r(&seed);
+		sockmem_validate(img, len, geteuid(), err, sizeof(err));
+		((uint8_t *)img)[at] = saved;
+	}
+	cr_expect_eq(sockmem_validate(img, len, geteuid() + 1, err, sizeof(err)), -EPROTO);
+	free(img);
+	sockmem_close(seg);
+}
+
+/* ---- create-or-attach race ---- */
+
+#define RACERS 8
+
+static void racer(int go_fd, int hold_fd, int out_fd)
+{
+	struct sockmem_open_opts o = { .ns = t_ns, .create = true };
+	char err[SOCKMEM_ERRLEN], c;
+	uint64_t created = 0;
+	sockmem_seg_t *seg;
+	uint32_t g, p;
+
+	if (read(go_fd, &c, 1) < 0) /* EOF for all at once when the parent closes it */
+		_exit(3);
+	if (sockmem_open(&o, &seg, err, sizeof(err)) == 0 &&
+	    sockmem_group_create(seg, "race/x", &g) == 0 && sockmem_proc_register(seg, g, &p) == 0)
+		created = sockmem_header(seg)->created_ns;
+	if (write(out_fd, &created, sizeof(created)) != sizeof(created))
+		_exit(2);
+	if (read(hold_fd, &c, 1) < 0) /* hold (registered) until the parent looked */
+		_exit(3);
+	_exit(0);
+}
+
+static int tmp_files_left(void)
+{
+	char prefix[128];
+	struct dirent *e;
+	DIR *d = opendir("/dev/shm");
+	int n = 0;
+
+	snprintf(prefix, sizeof(prefix), "sockmem-%s.tmp.", t_ns);
+	while (d && (e = readdir(d)))
+		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+Test(segment, create_or_attach_race)
+{
+	int go[2], hold[2], out[2], status;
+	uint64_t seen[RACERS];
+	pid_t pids[RACERS];
+	sockmem_seg_t *seg;
+	struct sockmem_open_opts o = { 0 };
+	char err[SOCKMEM_ERRLEN];
+	uint32_t g, ngroups = 0;
+
+	snprintf(t_ns, sizeof(t_ns), "t-s-race-%d", (int)getpid());
+	sockmem_unlink(t_ns);
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(hold), 0);
+	cr_assert_eq(pipe(out), 0);
+	for (int i = 0; i < RACERS; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			close(go[1]);
+			close(hold[1]);
+			racer(go[0], hold[0], out[1]);
+		}
+	}
+	close(go[0]);
+	close(hold[0]);
+	usleep(50 * 1000); /* let every racer reach its read */
+	close(go[1]);     /* all start at once */
+	for (int i = 0; i < RACERS; i++)
+		cr_assert_eq(read(out[0], &seen[i], sizeof(seen[i])), sizeof(seen[i]));
+	for (int i = 0; i < RACERS; i++) {
+		cr_expect_neq(seen[i], 0, "racer %d failed", i);
+		cr_expect_eq(seen[i], seen[0], "racer %d attached to another segment", i);
+	}
+	o.ns = t_ns;
+	cr_assert_eq(sockmem_open(&o, &seg, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(sockmem_header(seg)->created_ns, seen[0], "one segment");
+	cr_assert_eq(sockmem_group_lookup(seg, "race/x", &g), 0);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, g)->processes), RACERS,
+		     "every racer registered in the one segment");
+	for (uint32_t i = sockmem_group_next(seg, 0); i != SOCKMEM_NONE;
+	     i = sockmem_group_next(seg, i + 1))
+		ngroups++;
+	cr_expect_eq(ngroups, 2, "\"race\" and \"race/x\" created once each");
+	cr_expect_eq(tmp_files_left(), 0, "losers cleaned up their temporary segments");
+	close(hold[1]);
+	for (int i = 0; i < RACERS; i++)
+		waitpid(pids[i], &status, 0);
+	sockmem_close(seg);
+	cr_expect_eq(sockmem_unlink(t_ns), 0);
+}
