@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -243,6 +244,7 @@ Test(groups, prometheus_checker_is_strict)
 Test(groups, reset_peak_reap_and_rm)
 {
 	struct h_out r;
+	long long bytes;
 	pid_t pid;
 
 	OK("set", "g/h", "max=16M");
@@ -269,6 +271,9 @@ Test(groups, reset_peak_reap_and_rm)
 	cr_assert_eq(CTL(&r, "reap"), 0, "%s", r.err);
 	cr_assert(strstr(r.out, "reaped 1 dead process record, returned"), "%s", r.out);
 	cr_assert(h_one_line(r.out), "%s", r.out);
+	/* At least what it charged; at most that plus one cache batch. */
+	bytes = strrchr(r.out, '(') ? atoll(strrchr(r.out, '(') + 1) : -1;
+	cr_assert(bytes >= 3145728 && bytes <= 3145728 + 65536, "returned %lld: %s", bytes, r.out);
 	h_free(&r);
 	JSON("g/h", "current=0", "processes=0");
 	JSON("g", "current=0");
