@@ -373,10 +373,16 @@ int ctl_getopt(const struct ctl *ctx, int argc, char **argv, const char *optstri
 	opterr = 0;
 	c = getopt_long(argc, argv, spec, longopts, NULL);
 	if (c == '?') {
-		if (optopt)
-			ctl_usage(ctx, "unknown option '-%c'", optopt);
+		const char *arg = argv[optind - 1];
+
+		/* getopt sets optopt for a known option given a value it does
+		 * not take, and leaves it 0 for an unknown long option. */
+		if (optopt && strncmp(arg, "--", 2) == 0 && strchr(arg, '='))
+			ctl_usage(ctx, "option '%.*s' takes no value", (int)strcspn(arg, "="), arg);
+		else if (strncmp(arg, "--", 2) == 0 || !optopt)
+			ctl_usage(ctx, "unknown option '%s'", arg);
 		else
-			ctl_usage(ctx, "unknown option '%s'", argv[optind - 1]);
+			ctl_usage(ctx, "unknown option '-%c'", optopt);
 		return '?';
 	}
 	if (c == ':') {

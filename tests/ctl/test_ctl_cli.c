@@ -68,6 +68,9 @@ Test(cli, usage_errors_exit_2_with_one_line)
 	USAGE("unknown option '--bogus'", "--bogus");
 	USAGE("unknown option '--bogus'", "list", "--bogus");
 	USAGE("unexpected argument", "list", "extra");
+	USAGE("unknown option '-x'", "stat", "-x");
+	USAGE("option '--json' takes no value", "stat", "--json=yes");
+	USAGE("unknown option '--bogus=1'", "stat", "--bogus=1");
 	USAGE("needs a value", "watch", "--interval");
 	USAGE("bad interval 'soon'", "watch", "--interval", "soon");
 	USAGE("bad count '-1'", "watch", "--count", "-1");
