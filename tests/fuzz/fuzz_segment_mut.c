@@ -16,8 +16,8 @@
  *
  * Properties: validation returns 0 or -EPROTO with a one-line message; an
  * accepted image satisfies fz_check_accepted; after the post-attach patches
- * the lock-free readers and the counter stay memory-safe and free of
- * undefined behaviour.
+ * the lock-free readers, the counter, the caches, drain, reap and group
+ * creation stay memory-safe and free of undefined behaviour.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -84,6 +84,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	sockmem_seg_t *seg;
 	int rc;
 
+	sm_log_level = -1; /* reaps and underflows in fuzzed images log; keep quiet */
 	snprintf(ns, sizeof(ns), "fuzz-mut-%d", (int)getpid());
 	o.ns = ns;
 	sockmem_unlink(ns);
@@ -171,6 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fz_check_accepted(&seg, uid);
 		apply(work, len, p, k, true);
 		fz_exercise(&seg);
+		fz_exercise_slow(&seg);
 		free(work);
 	}
 	free(img);

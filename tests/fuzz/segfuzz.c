@@ -2,6 +2,7 @@
  * Helpers of the segment fuzz targets (see segfuzz.h).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,4 +165,55 @@ void fz_exercise(sockmem_seg_t *seg)
 	FZ_CHECK(sockmem_proc_at(seg, seg->nprocs) == NULL);
 	FZ_CHECK(sockmem_slot_at(seg, seg->nslots) == NULL);
 	FZ_CHECK(sockmem_group_at(seg, seg->ngroups) == NULL);
+}
+
+static void reset_lock(sockmem_seg_t *seg)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&seg->hdr->table_lock, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
+/* A thread's cache on process record i: attach, charge, uncharge, detach. */
+static void exercise_cache(sockmem_seg_t *seg, uint32_t i)
+{
+	struct sockmem_cache c;
+	uint32_t fail = 0;
+
+	if (sockmem_cache_attach(seg, i, 4096, &c) == -EINVAL)
+		return;
+	(void)sockmem_cache_charge(&c, 100, false, &fail);
+	(void)sockmem_cache_charge(&c, 10000, true, &fail);
+	sockmem_cache_uncharge(&c, 100);
+	sockmem_cache_uncharge(&c, 10000);
+	sockmem_cache_detach(&c);
+}
+
+void fz_exercise_slow(sockmem_seg_t *seg)
+{
+	char err[SOCKMEM_ERRLEN];
+	int64_t bytes = 0;
+	uint32_t idx = 0;
+
+	reset_lock(seg);
+	for (uint32_t i = 0; i < seg->nslots; i++) {
+		seg->slots[i].busy = 0;
+		seg->slots[i].steal = 0;
+	}
+	if (fz_known("counter-overflow"))
+		fz_mask_counters(seg);
+	for (uint32_t i = 0; i < seg->nprocs; i++)
+		if (seg->procs[i].state == SOCKMEM_LIVE)
+			exercise_cache(seg, i);
+	(void)sockmem_drain_caches(seg, 0);
+	FZ_CHECK(sockmem_reap(seg, &bytes) >= 0 && bytes >= 0);
+	if (sockmem_group_create(seg, "fz/new", &idx) == 0) {
+		FZ_CHECK(sockmem_group_lookup(seg, "fz/new", NULL) == 0);
+		(void)sockmem_group_set_limits(seg, idx, 1 << 20, 1 << 19, 0, err, sizeof(err));
+		(void)sockmem_group_remove(seg, "fz/new");
+	}
 }

@@ -29,6 +29,14 @@ void fz_check_accepted(sockmem_seg_t *seg, uint32_t uid);
  * image was accepted, including contents changed after validation. */
 void fz_exercise(sockmem_seg_t *seg);
 
+/* The slow paths that take the table lock or touch other processes' slots:
+ * cache attach/charge/uncharge/detach for every live process record, a
+ * remote drain, a reap, group creation, limits and removal. The table lock
+ * is re-initialised first (its bytes cannot be validated: see
+ * docs/THREAT-MODEL.md, G6) and slots' busy/steal flags are cleared (a
+ * raised flag only costs a bounded wait, which would make fuzzing slow). */
+void fz_exercise_slow(sockmem_seg_t *seg);
+
 /* Known finding "counter-overflow": bring counters that the counter's
  * arithmetic cannot take (negative, or near INT64_MAX) back into range, so
  * a long run can go on past it. Only used when fz_known() says so. */
