@@ -234,6 +234,14 @@ bool ctl_proc_alive(const struct sockmem_proc *p)
 	return p->start_time == 0 || p->start_time == start;
 }
 
+static bool has_pid(const int32_t *pids, int n, int32_t pid)
+{
+	for (int i = 0; i < n; i++)
+		if (pids[i] == pid)
+			return true;
+	return false;
+}
+
 int ctl_member_pids(sockmem_seg_t *seg, uint32_t idx, int32_t *pids, int max)
 {
 	uint32_t cap = sockmem_header(seg)->proc_capacity;
@@ -251,7 +259,8 @@ int ctl_member_pids(sockmem_seg_t *seg, uint32_t idx, int32_t *pids, int max)
 			continue;
 		if (p->group != idx || p->group_gen != gen || !ctl_proc_alive(p))
 			continue;
-		pids[n++] = p->pid;
+		if (!has_pid(pids, n, p->pid)) /* one process, two records: across exec */
+			pids[n++] = p->pid;
 	}
 	return n;
 }
