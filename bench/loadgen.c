@@ -53,6 +53,8 @@ static const char usage_text[] =
 	"                          (stream: each of -b slices) read a byte from fd IN,\n"
 	"                          after it write one to fd OUT (see run-percall.py)\n"
 	"      --samples           JSON: add every batch's value as \"samples\"\n"
+	"      --clock wall|cpu    percall: time batches by the wall clock (default) or\n"
+	"                          the thread's CPU clock (leaves out preemption)\n"
 	"      --ipv6              use ::1 instead of 127.0.0.1\n"
 	"      --json              print one JSON object instead of a summary\n"
 	"  -h, --help              this text\n"
@@ -60,7 +62,16 @@ static const char usage_text[] =
 	"The JSON object has mode, params, results, alloc (bytes jemalloc counted\n"
 	"for the measured loops' threads) and env (LD_PRELOAD, SOCKMEM_*).\n";
 
-enum { OPT_SLOW = 256, OPT_SAMPLE, OPT_TIMEOUT, OPT_IPV6, OPT_JSON, OPT_TURNS, OPT_SAMPLES };
+enum {
+	OPT_SLOW = 256,
+	OPT_SAMPLE,
+	OPT_TIMEOUT,
+	OPT_IPV6,
+	OPT_JSON,
+	OPT_TURNS,
+	OPT_SAMPLES,
+	OPT_CLOCK
+};
 
 static const struct option long_opts[] = {
 	{"size", required_argument, NULL, 's'},
@@ -76,6 +87,7 @@ static const struct option long_opts[] = {
 	{"json", no_argument, NULL, OPT_JSON},
 	{"turns", required_argument, NULL, OPT_TURNS},
 	{"samples", no_argument, NULL, OPT_SAMPLES},
+	{"clock", required_argument, NULL, OPT_CLOCK},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -194,6 +206,11 @@ static void parse_one(struct sm_lg_opts *o, int c, const char *arg, bool *size_s
 	case OPT_SAMPLES:
 		o->samples = true;
 		break;
+	case OPT_CLOCK:
+		if (strcmp(arg, "cpu") != 0 && strcmp(arg, "wall") != 0)
+			sm_lg_die("--clock: expected wall or cpu, got '%s'", arg);
+		o->cpu_clock = strcmp(arg, "cpu") == 0;
+		break;
 	case 'h':
 		fputs(usage_text, stdout);
 		exit(0);
@@ -242,6 +259,7 @@ static void add_params(const struct sm_lg_opts *o, struct sm_lg_report *r)
 	if (o->mode == LG_PERCALL) {
 		sm_lg_param_int(r, "iterations", o->iterations);
 		sm_lg_param_int(r, "batches", o->batches);
+		sm_lg_param_str(r, "clock", o->cpu_clock ? "cpu" : "wall");
 		return;
 	}
 	sm_lg_param_int(r, "duration_ms", (int64_t)(o->duration * 1000.0));

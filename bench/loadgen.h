@@ -31,9 +31,10 @@ struct sm_lg_opts {
 	int timeout_s;	    /* blocking I/O timeout (percall, pingpong) */
 	bool ipv6;
 	bool json;
-	bool samples; /* JSON: include every batch's value */
-	int turn_in;  /* --turns: wait for a byte here before each batch (-1: off) */
-	int turn_out; /* ... and pass it on here after the batch */
+	bool samples;	/* JSON: include every batch's value */
+	bool cpu_clock; /* percall: time batches with the thread's CPU clock */
+	int turn_in;	/* --turns: wait for a byte here before each batch (-1: off) */
+	int turn_out;	/* ... and pass it on here after the batch */
 };
 
 /* ---- results: a flat list of named values printed as JSON or text ---- */
@@ -109,6 +110,10 @@ bool sm_lg_recv_all(int fd, char *buf, size_t len, bool eof_ok, uint64_t *calls)
 /* ---- utilities -------------------------------------------------------- */
 
 uint64_t sm_lg_now_ns(void);
+/* CPU time of the calling thread (user + system), ns. */
+uint64_t sm_lg_thread_cpu_ns(void);
+/* CPU time of the calling thread (user + system), ns. */
+uint64_t sm_lg_thread_cpu_ns(void);
 void sm_lg_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 int sm_lg_cmp_dbl(const void *a, const void *b);
 /* Value at quantile q (0..1) of a sorted array. */

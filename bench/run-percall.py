@@ -50,6 +50,11 @@ def workloads(a):
                            "ns_per_pair", "ns/pair", False),
             "percall_16k": (["percall", "-s", "16K", "-i", str(max(a.iterations // 2, 1))] + b,
                             "ns_per_pair", "ns/pair", False),
+            # The same, timed by the thread's CPU clock: preemption left out.
+            "percall_64_cpu": (["percall", "-s", "64", "-i", str(a.iterations),
+                                "--clock", "cpu"] + b, "ns_per_pair", "CPU ns/pair", False),
+            "percall_16k_cpu": (["percall", "-s", "16K", "-i", str(max(a.iterations // 2, 1)),
+                                 "--clock", "cpu"] + b, "ns_per_pair", "CPU ns/pair", False),
             "stream_1": (["stream", "-c", "1", "-t", "1", "-d", d] + b,
                          "gbit_per_s", "Gbit/s", True),
             "stream_8": (["stream", "-c", "8", "-t", "2", "-d", d] + b,
