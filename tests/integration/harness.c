@@ -123,6 +123,11 @@ static const char *asan_lib(void)
 	return a ? a : SM_ASAN_LIB_DEFAULT;
 }
 
+bool h_asan_active(void)
+{
+	return *asan_lib() != '\0';
+}
+
 /* Resolve a program name through PATH. */
 static bool which(const char *prog, char *out, size_t len)
 {

@@ -56,6 +56,8 @@ const char *h_build_dir(void);
 const char *h_shim_path(void);
 const char *h_helper_path(void);
 const char *h_python(void);
+/* True under the Sanitize build (children get libasan preloaded first). */
+bool h_asan_active(void);
 /* True if `prog` is found in PATH (tests that need it fail loudly if not). */
 bool h_have_program(const char *prog);
 

@@ -166,6 +166,13 @@ Test(programs, curl_http_server, .init = setup, .fini = teardown, .timeout = 40)
 	struct h_watch w = { 0 };
 	char blob[4096];
 
+
+	/* Debian 12's curl deadlocks at start-up (in setlocale) under an
+	 * LD_PRELOADed libasan, with or without the shim: under the Sanitize
+	 * build only the server is preloaded. */
+	co.preload = !h_asan_active();
+	if (!co.preload)
+		fprintf(stderr, "[curl] ASan build: curl runs without the preload\n");
 	snprintf(www, sizeof(www), "%s", h_tmp_path("www"));
 	cr_assert_eq(mkdir(www, 0700), 0);
 	snprintf(blob, sizeof(blob), "%s/blob.bin", www);
