@@ -51,10 +51,13 @@ void sm_reconcile_traffic(int fd, struct sm_sock *st, int64_t n)
 {
 	int64_t p = atomic_load_explicit(&st->pending, memory_order_relaxed) + n;
 
-	if (sm_cfg.reconcile_bytes > 0 && p >= sm_cfg.reconcile_bytes)
+	if (sm_cfg.reconcile_bytes > 0 && p >= sm_cfg.reconcile_bytes) {
+		/* Reset first: if SO_MEMINFO fails, do not retry on every call. */
+		atomic_store_explicit(&st->pending, 0, memory_order_relaxed);
 		sm_reconcile(fd, st);
-	else
+	} else {
 		atomic_store_explicit(&st->pending, p, memory_order_relaxed);
+	}
 }
 
 /* ---- the helper thread ------------------------------------------------ */

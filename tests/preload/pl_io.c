@@ -45,15 +45,31 @@ static void phase(const char *name, long n)
 		exit(3);
 }
 
-static void pair(bool udp, int *a, int *b)
+/* Loopback pair for proto tcp, udp, tcp6, udp6 or unix (socketpair). */
+static void pair(const char *proto, int *a, int *b)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct sockaddr_in sb = sa;
-	socklen_t l = sizeof(sa);
-	int t = udp ? SOCK_DGRAM : SOCK_STREAM, lfd;
+	bool udp = strstr(proto, "udp") != NULL, v6 = strchr(proto, '6') != NULL;
+	struct sockaddr_storage sa = {0}, sb;
+	socklen_t l = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	int t = udp ? SOCK_DGRAM : SOCK_STREAM, f = v6 ? AF_INET6 : AF_INET, lfd;
+	int sv[2];
 
+	if (!strcmp(proto, "unix")) {
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+			die("socketpair");
+		*a = sv[0], *b = sv[1];
+		return;
+	}
+	if (v6) {
+		((struct sockaddr_in6 *)&sa)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)&sa)->sin6_addr = in6addr_loopback;
+	} else {
+		((struct sockaddr_in *)&sa)->sin_family = AF_INET;
+		((struct sockaddr_in *)&sa)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	}
+	sb = sa;
 	if (udp) {
-		*a = socket(AF_INET, t, 0), *b = socket(AF_INET, t, 0);
+		*a = socket(f, t, 0), *b = socket(f, t, 0);
 		if (bind(*a, (void *)&sa, l) || bind(*b, (void *)&sb, l))
 			die("bind");
 		getsockname(*a, (void *)&sa, &l);
@@ -62,10 +78,10 @@ static void pair(bool udp, int *a, int *b)
 			die("connect");
 		return;
 	}
-	lfd = socket(AF_INET, t, 0);
+	lfd = socket(f, t, 0);
 	if (bind(lfd, (void *)&sa, l) || listen(lfd, 1) || getsockname(lfd, (void *)&sa, &l))
 		die("listen");
-	*a = socket(AF_INET, t, 0);
+	*a = socket(f, t, 0);
 	if (connect(*a, (void *)&sa, l))
 		die("connect");
 	*b = accept(lfd, NULL, NULL);
@@ -177,16 +193,14 @@ static void move(bool tx, const char *m, int fd, size_t n)
 
 int main(int argc, char **argv)
 {
-	bool udp;
 	size_t n;
 	int a, b;
 
 	if (argc != 4)
 		return 2;
-	udp = !strcmp(argv[1], "udp");
-	n = udp ? 1000 : 32768;
+	n = strstr(argv[1], "udp") ? 1000 : 32768;
 	memset(buf, 'x', sizeof(buf));
-	pair(udp, &a, &b);
+	pair(argv[1], &a, &b);
 	move(true, argv[2], a, n);
 	phase("tx", (long)n);
 	move(true, "send", b, n);

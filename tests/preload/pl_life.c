@@ -8,6 +8,10 @@
  *   pl-life threads                              exiting threads give caches back
  *   pl-life fork                                 a forked child
  *   pl-life exec                                 an exec'd child joins the group
+ *   pl-life untouched                            bytes the shim never saw (raw
+ *                                                syscalls) are found by the tick
+ *   pl-life self_exec                            exec without fork: the old image's
+ *                                                record is returned
  *
  * Phases as in pl_io.c: print "<phase> <number>", wait for a byte on stdin.
  * Exit status 0 on success, 2 on a failed call.
@@ -15,6 +19,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -278,6 +283,51 @@ static int do_exec(const char *self)
 	return 0;
 }
 
+static long meminfo(int fd)
+{
+	uint32_t mi[SK_MEMINFO_VARS] = {0};
+	socklen_t l = sizeof(mi);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &l))
+		die("SO_MEMINFO");
+	return (long)mi[SK_MEMINFO_WMEM_QUEUED] + (long)mi[SK_MEMINFO_RMEM_ALLOC];
+}
+
+static int do_untouched(void)
+{
+	int a, b;
+	long sent = 0;
+
+	tcp_pair(&a, &b);
+	while (sent < 8 * N) { /* behind the shim's back */
+		long r = syscall(SYS_sendto, a, buf, N, MSG_DONTWAIT, NULL, 0);
+
+		if (r <= 0)
+			break;
+		sent += r;
+	}
+	usleep(50000);
+	phase("queued", meminfo(a) + meminfo(b));
+	close(a);
+	close(b);
+	phase("closed", 0);
+	return 0;
+}
+
+/* Replace this image (same pid): the new image must return the old one's
+ * charges (its record looks alive to the reaper: same pid, same start). */
+static int do_self_exec(const char *self)
+{
+	int a, b;
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	phase("sent", N);
+	execl(self, self, "exec_child", (char *)NULL);
+	die("execl");
+	return 2;
+}
+
 static int do_exec_child(void)
 {
 	int a, b;
@@ -310,6 +360,10 @@ int main(int argc, char **argv)
 		return do_fork();
 	if (!strcmp(m, "exec"))
 		return do_exec(argv[0]);
+	if (!strcmp(m, "untouched"))
+		return do_untouched();
+	if (!strcmp(m, "self_exec"))
+		return do_self_exec(argv[0]);
 	if (!strcmp(m, "exec_child"))
 		return do_exec_child();
 	fprintf(stderr, "unknown mode '%s'\n", m);

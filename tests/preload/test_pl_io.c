@@ -26,13 +26,15 @@ static void check_phase(struct pl_child *c, const char *ns, const char *phase, i
 	pl_go(c);
 }
 
-static void run(const char *proto, const char *tx, const char *rx)
+static void run_opts(const char *proto, const char *tx, const char *rx, const char *families,
+		     bool accounted)
 {
 	char ns[64], name[64];
-	int64_t n = strcmp(proto, "udp") ? 32768 : 1000;
-	struct pl_opts o = {.group = "io",
-			    .preload = true,
-			    .extra = {"SOCKMEM_RECONCILE_MS=60000", "SOCKMEM_RECONCILE_BYTES=0"}};
+	int64_t n = strstr(proto, "udp") ? 1000 : 32768, k = accounted ? 1 : 0;
+	struct pl_opts o = {
+		.group = "io",
+		.preload = true,
+		.extra = {"SOCKMEM_RECONCILE_MS=60000", "SOCKMEM_RECONCILE_BYTES=0", families}};
 	const char *args[] = {proto, tx, rx, NULL};
 	struct sockmem_group_stat st;
 	struct pl_child c;
@@ -42,10 +44,10 @@ static void run(const char *proto, const char *tx, const char *rx)
 	pl_ns(ns, sizeof(ns), name);
 	o.ns = ns;
 	cr_assert_eq(pl_spawn(&c, "sockmem-pl-io", args, &o), 0);
-	check_phase(&c, ns, "tx", n, 2);
-	check_phase(&c, ns, "back", 2 * n, 2);
-	check_phase(&c, ns, "rx", n, 2);
-	check_phase(&c, ns, "drain", 0, 2);
+	check_phase(&c, ns, "tx", k * n, k * 2);
+	check_phase(&c, ns, "back", k * 2 * n, k * 2);
+	check_phase(&c, ns, "rx", k * n, k * 2);
+	check_phase(&c, ns, "drain", 0, k * 2);
 	check_phase(&c, ns, "closed", 0, 0);
 	status = pl_wait(&c, 10000);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "helper status %#x", status);
@@ -54,6 +56,11 @@ static void run(const char *proto, const char *tx, const char *rx)
 	cr_expect_eq(st.processes, 0);
 	cr_expect_eq(st.underflows, 0);
 	sockmem_unlink(ns);
+}
+
+static void run(const char *proto, const char *tx, const char *rx)
+{
+	run_opts(proto, tx, rx, NULL, true);
 }
 
 #define TX(proto, e)                                                                               \
@@ -101,3 +108,19 @@ RX(udp, readv)
 RX(udp, __read_chk)
 RX(udp, __recv_chk)
 RX(udp, __recvfrom_chk)
+
+TX(tcp6, send)
+RX(tcp6, recv)
+TX(udp6, sendto)
+RX(udp6, recvfrom)
+
+/* UNIX domain sockets: accounted only when SOCKMEM_FAMILIES names them. */
+Test(io_unix, accounted_when_enabled)
+{
+	run_opts("unix", "write", "read", "SOCKMEM_FAMILIES=inet,inet6,unix", true);
+}
+
+Test(io_unix, untouched_by_default)
+{
+	run_opts("unix", "write", "read", NULL, false);
+}
