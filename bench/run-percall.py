@@ -235,7 +235,10 @@ def print_header(m):
 
 
 def print_tables(a, wl, rows, stat):
-    print_header(machine())
+    m = machine()
+    if a.commit:
+        m["commit"] = a.commit
+    print_header(m)
     print("### Shim cost (%d runs of %d lockstep batches; per-run medians, min–max in "
           "brackets)\n" % (a.runs, a.batches))
     print("| workload | unit | no preload | preload, no group | ratio | "
@@ -311,6 +314,8 @@ def parse_args():
     ap.add_argument("--with-pingpong", action="store_true",
                     help="also cross-process ping-pong latency (p50, 64 B)")
     ap.add_argument("--csv", default="run-percall.csv", help="raw results (run-percall.csv)")
+    ap.add_argument("--commit", help="commit to print in the header (default: git HEAD "
+                    "of the script's tree; set it when --build-dir holds another build)")
     ap.add_argument("--from-csv", metavar="FILE",
                     help="print the tables of an earlier run's CSV instead of measuring")
     ap.add_argument("--quick", action="store_true",
