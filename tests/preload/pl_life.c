@@ -10,6 +10,8 @@
  *   pl-life exec                                 an exec'd child joins the group
  *   pl-life untouched                            bytes the shim never saw (raw
  *                                                syscalls) are found by the tick
+ *   pl-life vfork                                a vfork child closes a socket
+ *                                                before exec: the parent keeps it
  *   pl-life self_exec                            exec without fork: the old image's
  *                                                record is returned
  *
@@ -314,6 +316,32 @@ static int do_untouched(void)
 	return 0;
 }
 
+static int do_vfork(void)
+{
+	int a, b, status;
+	pid_t pid;
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	phase("sent", N);
+	pid = vfork();
+	if (pid < 0)
+		die("vfork");
+	if (pid == 0) {
+		close(a); /* the child's fd only; shares our memory */
+		close(b);
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+		die("vfork child");
+	phase("parent", N);
+	close(a);
+	close(b);
+	phase("closed", 0);
+	return 0;
+}
+
 /* Replace this image (same pid): the new image must return the old one's
  * charges (its record looks alive to the reaper: same pid, same start). */
 static int do_self_exec(const char *self)
@@ -362,6 +390,8 @@ int main(int argc, char **argv)
 		return do_exec(argv[0]);
 	if (!strcmp(m, "untouched"))
 		return do_untouched();
+	if (!strcmp(m, "vfork"))
+		return do_vfork();
 	if (!strcmp(m, "self_exec"))
 		return do_self_exec(argv[0]);
 	if (!strcmp(m, "exec_child"))

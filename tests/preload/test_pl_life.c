@@ -227,3 +227,14 @@ Test(life, tick_finds_untouched_data)
 	cr_expect_eq(st.current, 0);
 	sockmem_unlink(ns);
 }
+
+/* A vfork child shares the parent's memory (and the shim's table): its
+ * close() before exec must not release the parent's sockets. */
+Test(life, vfork_child_close_keeps_parent_charge)
+{
+	static const struct step s[] = {{"sent", N, 2, 1, ANY},
+					{"parent", N, 2, 1, ANY},
+					{"closed", 0, 0, 1, ANY},
+					{NULL, 0, 0, 0, 0}};
+	run("vfork", s, no_tick);
+}
