@@ -322,3 +322,29 @@ Test(cache, never_over_max_from_two_threads)
 	cr_expect_eq(atomic_load(&gr->usage), 0);
 	sockmem_close(seg);
 }
+
+/* A slot whose owner died inside an update (busy stuck at 1) cannot block a
+ * drain: the drainer gives up on it after a bounded wait and releases it. */
+Test(cache, drain_bounded_on_stuck_owner)
+{
+	sockmem_seg_t *seg = t_open("k-stuck");
+	uint32_t g = t_group(seg, "a"), p = reg(seg, g);
+	struct sockmem_cache c;
+	uint64_t t0;
+
+	cr_assert_eq(sockmem_cache_attach(seg, p, 0, &c), 0);
+	cr_assert(sockmem_cache_charge(&c, 10, false, NULL));
+	atomic_store(&c.slot->busy, 1);
+	t0 = sockmem_now_ns();
+	cr_expect_eq(sockmem_drain_caches(seg, g), 0, "a busy slot is not touched");
+	cr_expect_lt(sockmem_now_ns() - t0, 500u * 1000 * 1000, "bounded wait");
+	cr_expect_eq(atomic_load(&c.slot->steal), 0, "released");
+	cr_expect_eq(atomic_load(&c.slot->stock), BATCH);
+	atomic_store(&c.slot->busy, 0);
+	cr_expect_eq(sockmem_drain_caches(seg, g), BATCH);
+	sockmem_cache_uncharge(&c, 10);
+	sockmem_cache_detach(&c);
+	cr_expect_eq(t_usage(seg, g), 0);
+	sockmem_proc_unregister(seg, p);
+	sockmem_close(seg);
+}

@@ -1,8 +1,12 @@
 /* Sizes for humans: parse and format. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "internal.h"
 #include "sockmem/sockmem.h"
 
 struct pcase {
@@ -137,4 +141,55 @@ Test(util, ns_and_shm_name)
 	cr_expect_eq(sockmem_shm_name("t1", buf, sizeof(buf)), 0);
 	cr_expect_str_eq(buf, "/sockmem-t1");
 	cr_expect_eq(sockmem_shm_name("t/1", buf, sizeof(buf)), -EINVAL);
+}
+
+/* One line, one write, the documented prefix, errno untouched. */
+Test(util, log_line_format)
+{
+	int fds[2], saved = dup(2), len;
+	char buf[600], want[64];
+
+	cr_assert_eq(pipe(fds), 0);
+	dup2(fds[1], 2);
+	errno = ENOTSOCK;
+	sm_log(SM_LOG_WARN, "hello %d", 42);
+	cr_expect_eq(errno, ENOTSOCK, "errno preserved");
+	sm_log(SM_LOG_DEBUG, "not shown at the default level");
+	dup2(saved, 2);
+	close(fds[1]);
+	len = (int)read(fds[0], buf, sizeof(buf) - 1);
+	cr_assert_gt(len, 0);
+	buf[len] = '\0';
+	snprintf(want, sizeof(want), ":%d]: warning: hello 42\n", (int)getpid());
+	cr_expect(strncmp(buf, "sockmem[", 8) == 0, "%s", buf);
+	cr_expect(strstr(buf, want) != NULL, "\"%s\" should contain \"%s\"", buf, want);
+	cr_expect_eq(strchr(buf, '\n'), buf + len - 1, "exactly one line: %s", buf);
+}
+
+Test(util, log_truncates_long_messages)
+{
+	int fds[2], saved = dup(2), len;
+	char big[2000], buf[4096];
+
+	memset(big, 'z', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	cr_assert_eq(pipe(fds), 0);
+	dup2(fds[1], 2);
+	sm_log(SM_LOG_ERROR, "%s", big);
+	dup2(saved, 2);
+	close(fds[1]);
+	len = (int)read(fds[0], buf, sizeof(buf));
+	cr_expect_leq(len, 512);
+	cr_expect_eq(buf[len - 1], '\n', "still ends the line");
+}
+
+Test(util, fail_fills_message)
+{
+	char err[16];
+
+	errno = EBADF;
+	cr_expect_eq(sm_fail(err, sizeof(err), -EINVAL, "value %s is bad", "xyzxyzxyz"), -EINVAL);
+	cr_expect_str_eq(err, "value xyzxyzxyz");
+	cr_expect_eq(errno, EBADF);
+	cr_expect_eq(sm_fail(NULL, 0, -EIO, "ignored"), -EIO);
 }
