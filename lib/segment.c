@@ -293,6 +293,26 @@ static int check_file(const char *name, const struct stat *st, const struct sock
 	return 0;
 }
 
+/*
+ * Validation reads a live image: a group being removed by another process
+ * right now (child freed, then its parent) can look inconsistent for a few
+ * instructions. A real fault fails every attempt; a race passes the next.
+ */
+static int validate_settled(const void *base, size_t len, uint32_t uid, char *err,
+			    size_t errlen)
+{
+	struct timespec ts = { 0, 1000 * 1000 };
+	int rc = 0;
+
+	for (int i = 0; i < 3; i++) {
+		rc = sockmem_validate(base, len, uid, err, errlen);
+		if (rc == 0)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	return rc;
+}
+
 /* Open, check owner and mode, map and validate an existing segment. */
 static int attach_seg(const char *name, const struct sockmem_open_opts *o, sockmem_seg_t *seg,
 		      char *err, size_t errlen)
@@ -323,7 +343,7 @@ static int attach_seg(const char *name, const struct sockmem_open_opts *o, sockm
 		rc = sm_fail(err, errlen, -errno, "segment %s: mmap: %s", name, strerror(errno));
 		goto out;
 	}
-	rc = sockmem_validate(base, (size_t)st.st_size, (uint32_t)st.st_uid, err, errlen);
+	rc = validate_settled(base, (size_t)st.st_size, (uint32_t)st.st_uid, err, errlen);
 	if (rc < 0) {
 		munmap(base, (size_t)st.st_size);
 		goto out;
