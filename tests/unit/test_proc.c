@@ -232,3 +232,31 @@ Test(proc, start_time_parse_odd_comm)
 	cr_expect_eq(sm_proc_start_time(0x7ffffff0), 0);
 	cr_expect_gt(sm_proc_start_time(getpid()), 0);
 }
+
+/* A process killed while holding the table lock does not wedge the segment. */
+Test(proc, lock_holder_killed)
+{
+	sockmem_seg_t *seg = t_open("p-lockdead");
+	int fds[2], status;
+	char c = 0;
+	uint32_t g;
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	if (pid == 0) {
+		c = sm_table_lock(seg) == 0 ? 'y' : 'n';
+		if (write(fds[1], &c, 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	cr_assert_eq(read(fds[0], &c, 1), 1);
+	cr_assert_eq(c, 'y');
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	cr_expect_eq(sockmem_group_create(seg, "after/death", &g), 0, "lock recovered");
+	cr_expect_eq(sockmem_reap(seg, NULL), 0);
+	cr_expect_eq(sockmem_group_create(seg, "after/again", &g), 0, "and consistent");
+	sockmem_close(seg);
+}
