@@ -222,7 +222,8 @@ static bool refill(struct sockmem_cache *c, struct sockmem_slot *s, int64_t nr, 
 
 	if (deficit <= 0) {
 		SET(&s->stock, stock - nr);
-	} else if (sm_try_charge(c->seg, c->group, deficit + c->batch, lvl, false)) {
+	} else if (deficit <= INT64_MAX - c->batch &&
+		   sm_try_charge(c->seg, c->group, deficit + c->batch, lvl, false)) {
 		SET(&s->stock, c->batch);
 	} else if (sm_try_charge(c->seg, c->group, deficit, lvl, false)) {
 		SET(&s->stock, 0);
