@@ -34,8 +34,9 @@ static const char *skip_fields(const char *p, int n)
 	return p;
 }
 
-/* Concurrency: any thread; no allocation (open/read, not stdio). */
-uint64_t sm_proc_start_time(int pid)
+/* Read /proc/<pid>/stat: starttime (field 22) and state (field 3).
+ * Returns the start time, 0 if the process is gone or unparsable. */
+static uint64_t read_stat(int pid, char *state)
 {
 	char path[40], buf[512];
 	const char *p;
@@ -57,12 +58,22 @@ uint64_t sm_proc_start_time(int pid)
 	p = strrchr(buf, ')');
 	if (!p)
 		return 0;
-	p = skip_fields(p + 1, 19);
+	p = skip_fields(p + 1, 0);
+	*state = *p;
+	p = skip_fields(p, 19);
 	if (*p < '0' || *p > '9')
 		return 0;
 	for (; *p >= '0' && *p <= '9'; p++)
 		v = v * 10 + (uint64_t)(*p - '0');
 	return v;
+}
+
+/* Concurrency: any thread; no allocation (open/read, not stdio). */
+uint64_t sm_proc_start_time(int pid)
+{
+	char state;
+
+	return read_stat(pid, &state);
 }
 
 static uint64_t self_start_time(void)
@@ -176,6 +187,7 @@ void sockmem_proc_unregister(sockmem_seg_t *seg, uint32_t proc)
 static bool proc_dead(const struct sockmem_proc *p)
 {
 	uint64_t st;
+	char state = '?';
 
 	if (p->pid <= 0)
 		return true;
@@ -183,8 +195,9 @@ static bool proc_dead(const struct sockmem_proc *p)
 		return p->start_time != self_start_time();
 	if (kill(p->pid, 0) < 0 && errno == ESRCH)
 		return true;
-	st = sm_proc_start_time(p->pid);
-	return st == 0 || st != p->start_time; /* gone, or the pid was reused */
+	st = read_stat(p->pid, &state);
+	/* Gone, a reused pid, or a zombie (its sockets are already closed). */
+	return st == 0 || st != p->start_time || state == 'Z' || state == 'X';
 }
 
 /* Under the lock, CLAIMED means the claimer died before publishing. */

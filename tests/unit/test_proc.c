@@ -260,3 +260,32 @@ Test(proc, lock_holder_killed)
 	cr_expect_eq(sockmem_group_create(seg, "after/again", &g), 0, "and consistent");
 	sockmem_close(seg);
 }
+
+/* A zombie (killed, not yet waited for) holds no sockets: reap it. */
+Test(proc, zombie_is_reaped)
+{
+	sockmem_seg_t *seg = t_open("p-zombie");
+	uint32_t g = t_group(seg, "a/b");
+	int fds[2], status, n = 0;
+	int64_t back = 0;
+	char ok = 0;
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	if (pid == 0)
+		victim(t_ns, fds[1]);
+	cr_assert_eq(read(fds[0], &ok, 1), 1);
+	cr_assert_eq(ok, 'y');
+	kill(pid, SIGKILL);
+	for (int i = 0; i < 200 && n == 0; i++) { /* until the kernel made it a zombie */
+		n = sockmem_reap(seg, &back);
+		if (n == 0)
+			usleep(5000);
+	}
+	cr_expect_eq(n, 1);
+	cr_expect_eq(back, 5000 + BATCH + 7000);
+	cr_expect_eq(t_usage(seg, g), 0);
+	waitpid(pid, &status, 0);
+	sockmem_close(seg);
+}
