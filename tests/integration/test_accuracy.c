@@ -91,6 +91,19 @@ struct sample {
 	int stat_rc;
 };
 
+static void sample_once(const pid_t *pids, int npids, struct sample *s, int64_t t0)
+{
+	int rc = h_kernel_sockmem(pids, npids, &s->k);
+
+	cr_assert_eq(rc, 0, "ss failed: %d", rc);
+	s->stat_rc = h_group_stat(ns, GROUP, &s->st);
+	if (s->stat_rc < 0)
+		memset(&s->st, 0, sizeof(s->st));
+	s->diff = llabs(s->st.sock - s->k.total);
+	s->tol = tolerance(s->k.total);
+	s->at_ms = h_now_ms() - t0;
+}
+
 /* Both stopped touching their sockets; compare until it matches or
  * `within_ms` has passed. */
 static bool compare_within(const pid_t *pids, int npids, struct sample *s, int within_ms)
@@ -99,20 +112,29 @@ static bool compare_within(const pid_t *pids, int npids, struct sample *s, int w
 	bool ok = false;
 
 	do {
-		int rc = h_kernel_sockmem(pids, npids, &s->k);
-
-		cr_assert_eq(rc, 0, "ss failed: %d", rc);
-		s->stat_rc = h_group_stat(ns, GROUP, &s->st);
-		if (s->stat_rc < 0)
-			memset(&s->st, 0, sizeof(s->st));
-		s->diff = llabs(s->st.sock - s->k.total);
-		s->tol = tolerance(s->k.total);
-		s->at_ms = h_now_ms() - t0;
+		sample_once(pids, npids, s, t0);
 		ok = s->stat_rc == 0 && s->diff <= s->tol;
 		if (!ok)
 			h_sleep_ms(20);
 	} while (!ok && h_now_ms() - t0 < within_ms);
 	return ok;
+}
+
+static void show(const char *what, const struct sample *s);
+
+/* A match can be a transient: one full reconcile interval later (at least
+ * one tick has run on every socket), it must still hold. */
+static void assert_settled(const pid_t *pids, int npids, const char *what)
+{
+	int64_t t0 = h_now_ms();
+	struct sample s;
+
+	h_sleep_ms(RECONCILE_MS + 50);
+	sample_once(pids, npids, &s, t0);
+	show(what, &s);
+	cr_assert(s.stat_rc == 0 && s.diff <= s.tol,
+		  "%s: group sock %lld vs kernel %lld: off by %lld > %lld", what,
+		  (long long)s.st.sock, (long long)s.k.total, (long long)s.diff, (long long)s.tol);
 }
 
 static void show(const char *what, const struct sample *s)
@@ -195,6 +217,7 @@ static void run_accuracy(bool peer_preloaded)
 		  RECONCILE_MS + SLACK_MS);
 	cr_expect_eq(s.st.sockets, s.k.nsock, "group sockets %lld, kernel %d",
 		     (long long)s.st.sockets, s.k.nsock);
+	assert_settled(pids, peer_preloaded ? 2 : 1, "settled");
 	close_and_exit(&peer, &fill, peer_preloaded);
 }
 
@@ -235,6 +258,7 @@ Test(accuracy, receive_only, .init = setup, .fini = teardown, .timeout = 60)
 	cr_assert(ok, "group sock %lld vs kernel %lld: off by %lld > %lld after %d ms",
 		  (long long)s.st.sock, (long long)s.k.total, (long long)s.diff, (long long)s.tol,
 		  RECONCILE_MS + SLACK_MS);
+	assert_settled(&fill.pid, 1, "settled");
 	close_and_exit(&peer, &fill, false);
 }
 
