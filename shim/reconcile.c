@@ -3,7 +3,8 @@
  * helper thread that does it periodically.
  *
  * Ground truth for a socket is SO_MEMINFO: wmem_queued (send queue,
- * unsent + unacknowledged, skb truesize) + rmem_alloc (receive queue). The
+ * unsent + unacknowledged, skb truesize; wmem_alloc for datagram sockets,
+ * which have no write queue) + rmem_alloc (receive queue). The
  * data path only estimates from the bytes each call moved; this corrects the
  * estimate every SOCKMEM_RECONCILE_BYTES of traffic per socket, and on every
  * tick of the helper for all sockets, which also picks up data that arrived
@@ -31,6 +32,7 @@ bool sm_reconcile(int fd, struct sm_sock *st)
 	uint32_t mi[SK_MEMINFO_VARS] = {0};
 	socklen_t len = sizeof(mi);
 	int saved = errno, rc, err;
+	uint32_t tx;
 
 	rc = libc_getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len);
 	err = errno;
@@ -43,7 +45,11 @@ bool sm_reconcile(int fd, struct sm_sock *st)
 	 * the figures are st's. */
 	if (sm_fd_peek(fd) != st || len < sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1))
 		return true;
-	sm_sock_set(st, (int64_t)mi[SK_MEMINFO_WMEM_QUEUED] + (int64_t)mi[SK_MEMINFO_RMEM_ALLOC]);
+	/* Streams hold sent data in the write queue until acknowledged
+	 * (wmem_queued); datagrams hold it only while in flight below the
+	 * socket (wmem_alloc, no write queue). */
+	tx = st->type == SOCK_STREAM ? mi[SK_MEMINFO_WMEM_QUEUED] : mi[SK_MEMINFO_WMEM_ALLOC];
+	sm_sock_set(st, (int64_t)tx + (int64_t)mi[SK_MEMINFO_RMEM_ALLOC]);
 	return true;
 }
 
