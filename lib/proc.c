@@ -34,13 +34,23 @@ static const char *skip_fields(const char *p, int n)
 	return p;
 }
 
-/* Read /proc/<pid>/stat: starttime (field 22) and state (field 3).
- * Returns the start time, 0 if the process is gone or unparsable. */
-static uint64_t read_stat(int pid, char *state)
+static uint64_t parse_u64(const char **pp)
 {
-	char path[40], buf[512];
-	const char *p;
+	const char *p = *pp;
 	uint64_t v = 0;
+
+	for (; *p >= '0' && *p <= '9'; p++)
+		v = v * 10 + (uint64_t)(*p - '0');
+	*pp = p;
+	return v;
+}
+
+/* Read /proc/<pid>/stat: state (field 3), num_threads (20) and starttime
+ * (22). Returns the start time, 0 if the process is gone or unparsable. */
+static uint64_t read_stat(int pid, char *state, uint64_t *threads)
+{
+	char path[40], buf[1024];
+	const char *p;
 	ssize_t n;
 	int fd;
 
@@ -60,20 +70,19 @@ static uint64_t read_stat(int pid, char *state)
 		return 0;
 	p = skip_fields(p + 1, 0);
 	*state = *p;
-	p = skip_fields(p, 19);
-	if (*p < '0' || *p > '9')
-		return 0;
-	for (; *p >= '0' && *p <= '9'; p++)
-		v = v * 10 + (uint64_t)(*p - '0');
-	return v;
+	p = skip_fields(p, 17); /* field 20: num_threads */
+	*threads = parse_u64(&p);
+	p = skip_fields(p, 1); /* field 22: starttime */
+	return parse_u64(&p);
 }
 
 /* Concurrency: any thread; no allocation (open/read, not stdio). */
 uint64_t sm_proc_start_time(int pid)
 {
+	uint64_t threads;
 	char state;
 
-	return read_stat(pid, &state);
+	return read_stat(pid, &state, &threads);
 }
 
 static uint64_t self_start_time(void)
@@ -186,7 +195,7 @@ void sockmem_proc_unregister(sockmem_seg_t *seg, uint32_t proc)
 
 static bool proc_dead(const struct sockmem_proc *p)
 {
-	uint64_t st;
+	uint64_t st, threads = 0;
 	char state = '?';
 
 	if (p->pid <= 0)
@@ -195,9 +204,12 @@ static bool proc_dead(const struct sockmem_proc *p)
 		return p->start_time != self_start_time();
 	if (kill(p->pid, 0) < 0 && errno == ESRCH)
 		return true;
-	st = read_stat(p->pid, &state);
-	/* Gone, a reused pid, or a zombie (its sockets are already closed). */
-	return st == 0 || st != p->start_time || state == 'Z' || state == 'X';
+	st = read_stat(p->pid, &state, &threads);
+	if (st == 0 || st != p->start_time)
+		return true; /* gone, or the pid was reused */
+	/* A zombie has closed its files. (A leader that called pthread_exit
+	 * shows 'Z' too, but with its other threads still counted.) */
+	return (state == 'Z' || state == 'X') && threads <= 1;
 }
 
 /* Under the lock, CLAIMED means the claimer died before publishing. */

@@ -1,6 +1,7 @@
 /* Process records: registration, unregistration, and reaping of processes
  * that died (SIGKILL) or whose pid was reused. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -287,5 +288,49 @@ Test(proc, zombie_is_reaped)
 	cr_expect_eq(back, 5000 + BATCH + 7000);
 	cr_expect_eq(t_usage(seg, g), 0);
 	waitpid(pid, &status, 0);
+	sockmem_close(seg);
+}
+
+static void *linger(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+
+	usleep(100 * 1000); /* after the leader has exited */
+	if (write(fd, "y", 1) != 1)
+		_exit(2);
+	for (int i = 0; i < 200; i++)
+		usleep(100 * 1000);
+	_exit(0);
+}
+
+/* A leader that called pthread_exit looks like a zombie but is alive. */
+Test(proc, exited_leader_is_not_reaped)
+{
+	sockmem_seg_t *seg = t_open("p-leader");
+	uint32_t g = t_group(seg, "a");
+	int fds[2], status;
+	int64_t back = 0;
+	char ok = 0;
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	if (pid == 0) {
+		pthread_t t;
+		uint32_t p;
+
+		if (sockmem_proc_register(seg, g, &p) < 0 || !sockmem_try_charge(seg, g, 999, NULL))
+			_exit(3);
+		atomic_fetch_add(&sockmem_proc_at(seg, p)->sock, 999);
+		pthread_create(&t, NULL, linger, (void *)(intptr_t)fds[1]);
+		pthread_exit(NULL);
+	}
+	cr_assert_eq(read(fds[0], &ok, 1), 1);
+	cr_expect_eq(sockmem_reap(seg, &back), 0, "alive: its second thread runs");
+	cr_expect_eq(t_usage(seg, g), 999);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	cr_expect_eq(sockmem_reap(seg, &back), 1);
+	cr_expect_eq(back, 999);
 	sockmem_close(seg);
 }
