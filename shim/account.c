@@ -134,10 +134,12 @@ void sm_sock_set(struct sm_sock *st, int64_t t)
 		if (e == SM_SOCK_DEAD || e == t)
 			return;
 		if (t > e) {
-			sm_cache_charge(c, t - e, true, NULL);
+			int64_t d = t - e; /* a failed CAS overwrites e */
+
+			sm_cache_charge(c, d, true, NULL);
 			if (atomic_compare_exchange_strong(&st->est, &e, t))
 				return;
-			sm_cache_uncharge(c, t - e);
+			sm_cache_uncharge(c, d);
 		} else if (atomic_compare_exchange_strong(&st->est, &e, t)) {
 			sm_cache_uncharge(c, e - t);
 			return;

@@ -12,6 +12,10 @@
  *                                                syscalls) are found by the tick
  *   pl-life vfork                                a vfork child closes a socket
  *                                                before exec: the parent keeps it
+ *   pl-life signals                              send/recv from a signal handler
+ *                                                interrupting send/recv
+ *   pl-life stress                               threads share sockets, dup and
+ *                                                close while the helper reconciles
  *   pl-life self_exec                            exec without fork: the old image's
  *                                                record is returned
  *
@@ -19,17 +23,20 @@
  * Exit status 0 on success, 2 on a failed call.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -342,6 +349,97 @@ static int do_vfork(void)
 	return 0;
 }
 
+static int sig_c, sig_d;
+static volatile sig_atomic_t sig_hits;
+
+static void on_alarm(int sig)
+{
+	int saved = errno;
+	char x = 'z';
+
+	if (send(sig_c, &x, 1, MSG_DONTWAIT) == 1 && recv(sig_d, &x, 1, MSG_DONTWAIT) == 1)
+		sig_hits++;
+	errno = saved;
+}
+
+static int do_signals(void)
+{
+	struct itimerval it = {{0, 200}, {0, 200}};
+	struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
+	int a, b;
+
+	tcp_pair(&a, &b);
+	tcp_pair(&sig_c, &sig_d);
+	sigaction(SIGALRM, &sa, NULL);
+	setitimer(ITIMER_REAL, &it, NULL);
+	for (int i = 0; i < 20000; i++) {
+		char m[64];
+		size_t got = 0;
+
+		if (send(a, buf, sizeof(m), 0) != (ssize_t)sizeof(m))
+			die("send");
+		while (got < sizeof(m)) {
+			ssize_t r = recv(b, m, sizeof(m) - got, 0);
+
+			if (r <= 0)
+				die("recv");
+			got += (size_t)r;
+		}
+	}
+	memset(&it, 0, sizeof(it));
+	setitimer(ITIMER_REAL, &it, NULL);
+	if (sig_hits == 0) {
+		fprintf(stderr, "the handler never ran\n");
+		return 2;
+	}
+	close(a), close(b), close(sig_c), close(sig_d);
+	phase("closed", sig_hits);
+	return 0;
+}
+
+static int shared_a, shared_b;
+
+/* Each thread: traffic on the shared pair (a sender and a reader per
+ * thread, so bytes cross threads) and dup/close churn of the shared fd. */
+static void *stress_main(void *arg)
+{
+	long id = (long)arg;
+	char m[256];
+
+	for (int i = 0; i < 3000; i++) {
+		if (id % 2 == 0) {
+			if (send(shared_a, m, sizeof(m), MSG_DONTWAIT) < 0 && errno != EAGAIN)
+				die("send");
+		} else if (recv(shared_b, m, sizeof(m), MSG_DONTWAIT) < 0 && errno != EAGAIN) {
+			die("recv");
+		}
+		if (i % 100 == 0) {
+			int d = dup(shared_a);
+
+			if (d < 0 || send(d, m, 1, MSG_DONTWAIT) < -1)
+				die("dup");
+			close(d);
+		}
+	}
+	return NULL;
+}
+
+static int do_stress(void)
+{
+	pthread_t t[NTHREADS];
+
+	tcp_pair(&shared_a, &shared_b);
+	for (long i = 0; i < NTHREADS; i++)
+		if (pthread_create(&t[i], NULL, stress_main, (void *)i))
+			die("pthread_create");
+	for (int i = 0; i < NTHREADS; i++)
+		pthread_join(t[i], NULL);
+	close(shared_a);
+	close(shared_b);
+	phase("closed", 0);
+	return 0;
+}
+
 /* Replace this image (same pid): the new image must return the old one's
  * charges (its record looks alive to the reaper: same pid, same start). */
 static int do_self_exec(const char *self)
@@ -392,6 +490,10 @@ int main(int argc, char **argv)
 		return do_untouched();
 	if (!strcmp(m, "vfork"))
 		return do_vfork();
+	if (!strcmp(m, "signals"))
+		return do_signals();
+	if (!strcmp(m, "stress"))
+		return do_stress();
 	if (!strcmp(m, "self_exec"))
 		return do_self_exec(argv[0]);
 	if (!strcmp(m, "exec_child"))

@@ -238,3 +238,21 @@ Test(life, vfork_child_close_keeps_parent_charge)
 					{NULL, 0, 0, 0, 0}};
 	run("vfork", s, no_tick);
 }
+
+/* The data path re-entered from a signal handler (async-signal-safety):
+ * no deadlock, no torn charge: everything returns to zero. */
+Test(life, send_recv_in_signal_handlers)
+{
+	static const struct step s[] = {{"closed", 0, 0, 1, ANY}, {NULL, 0, 0, 0, 0}};
+	static const char *fast[] = {"SOCKMEM_RECONCILE_MS=5", "SOCKMEM_RECONCILE_BYTES=4K", NULL};
+	run("signals", s, fast);
+}
+
+/* Threads racing on shared sockets, dups and closes, with the helper
+ * reconciling every 2 ms: every charge comes back. */
+Test(life, threads_race_on_shared_sockets)
+{
+	static const struct step s[] = {{"closed", 0, 0, 1, ANY}, {NULL, 0, 0, 0, 0}};
+	static const char *fast[] = {"SOCKMEM_RECONCILE_MS=2", "SOCKMEM_RECONCILE_BYTES=4K", NULL};
+	run("stress", s, fast);
+}
