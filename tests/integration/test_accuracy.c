@@ -129,9 +129,17 @@ static void assert_settled(const pid_t *pids, int npids, const char *what)
 	int64_t t0 = h_now_ms();
 	struct sample s;
 
+	struct h_kmem mi;
+
 	h_sleep_ms(RECONCILE_MS + 50);
 	sample_once(pids, npids, &s, t0);
 	show(what, &s);
+	/* Second, independent ground truth: SO_MEMINFO on dups of the fds. */
+	cr_assert_eq(h_kernel_meminfo(pids, npids, &mi), 0);
+	fprintf(stderr, "[accuracy] SO_MEMINFO: total=%lld (w=%lld r=%lld, %d sockets)\n",
+		(long long)mi.total, (long long)mi.wqueued, (long long)mi.rmem, mi.nsock);
+	cr_expect(llabs(mi.total - s.k.total) <= s.tol, "ss %lld vs SO_MEMINFO %lld",
+		  (long long)s.k.total, (long long)mi.total);
 	cr_assert(s.stat_rc == 0 && s.diff <= s.tol,
 		  "%s: group sock %lld vs kernel %lld: off by %lld > %lld", what,
 		  (long long)s.st.sock, (long long)s.k.total, (long long)s.diff, (long long)s.tol);

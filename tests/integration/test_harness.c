@@ -45,7 +45,7 @@ Test(harness, ss_sees_own_unread_data, .fini = h_cleanup, .timeout = 20)
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t len = sizeof(a);
 	char buf[50000];
-	struct h_kmem k;
+	struct h_kmem k, m;
 	pid_t me = getpid();
 	int l = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0), s;
 
@@ -62,6 +62,11 @@ Test(harness, ss_sees_own_unread_data, .fini = h_cleanup, .timeout = 20)
 	cr_assert_geq(k.nsock, 3, "listener + 2 ends, saw %d", k.nsock);
 	/* truesize >= payload: 50000 unread bytes are at least 50000 charged */
 	cr_assert_geq(k.rmem, (int64_t)sizeof(buf), "rmem %lld", (long long)k.rmem);
+	/* The second, independent reader agrees (nothing moves: no traffic). */
+	cr_assert_eq(h_kernel_meminfo(&me, 1, &m), 0);
+	cr_assert_eq(m.nsock, k.nsock, "SO_MEMINFO saw %d sockets, ss %d", m.nsock, k.nsock);
+	cr_assert_eq(m.rmem, k.rmem);
+	cr_assert_eq(m.wqueued, k.wqueued);
 	close(s);
 	close(c);
 	close(l);
