@@ -268,6 +268,8 @@ static int create_seg(const char *name, const char *ns, const struct sockmem_ope
 		goto out_unlink;
 	}
 	seg_fill(seg, base, l.total, false, name);
+	sm_log(SM_LOG_INFO, "segment %s: created (%u groups, %u processes, %u slots)", name,
+	       l.cap[0], l.cap[1], l.cap[2]);
 	rc = 0;
 out_unlink:
 	shm_unlink(tmp);

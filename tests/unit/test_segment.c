@@ -313,7 +313,7 @@ Test(segment, validate_arbitrary_bytes)
 
 #define RACERS 8
 
-static void racer(int go_fd, int hold_fd, int out_fd)
+static void racer(int go_fd, int hold_fd, int out_fd, int log_fd)
 {
 	struct sockmem_open_opts o = { .ns = t_ns, .create = true };
 	char err[SOCKMEM_ERRLEN], c;
@@ -321,6 +321,8 @@ static void racer(int go_fd, int hold_fd, int out_fd)
 	sockmem_seg_t *seg;
 	uint32_t g, p;
 
+	sm_log_level = SM_LOG_INFO; /* the creator says "created" */
+	dup2(log_fd, 2);
 	if (read(go_fd, &c, 1) < 0) /* EOF for all at once when the parent closes it */
 		_exit(3);
 	if (sockmem_open(&o, &seg, err, sizeof(err)) == 0 &&
@@ -350,7 +352,9 @@ static int tmp_files_left(void)
 
 Test(segment, create_or_attach_race)
 {
-	int go[2], hold[2], out[2], status;
+	int go[2], hold[2], out[2], logp[2], status, creators = 0;
+	char logbuf[8192];
+	ssize_t n, got = 0;
 	uint64_t seen[RACERS];
 	pid_t pids[RACERS];
 	sockmem_seg_t *seg;
@@ -363,12 +367,13 @@ Test(segment, create_or_attach_race)
 	cr_assert_eq(pipe(go), 0);
 	cr_assert_eq(pipe(hold), 0);
 	cr_assert_eq(pipe(out), 0);
+	cr_assert_eq(pipe(logp), 0);
 	for (int i = 0; i < RACERS; i++) {
 		pids[i] = fork();
 		if (pids[i] == 0) {
 			close(go[1]);
 			close(hold[1]);
-			racer(go[0], hold[0], out[1]);
+			racer(go[0], hold[0], out[1], logp[1]);
 		}
 	}
 	close(go[0]);
@@ -395,6 +400,14 @@ Test(segment, create_or_attach_race)
 	close(hold[1]);
 	for (int i = 0; i < RACERS; i++)
 		waitpid(pids[i], &status, 0);
+	close(logp[1]);
+	while (got < (ssize_t)sizeof(logbuf) - 1 &&
+	       (n = read(logp[0], logbuf + got, sizeof(logbuf) - 1 - (size_t)got)) > 0)
+		got += n;
+	logbuf[got] = '\0';
+	for (char *q = logbuf; (q = strstr(q, ": created (")); q++)
+		creators++;
+	cr_expect_eq(creators, 1, "exactly one creator; log:\n%s", logbuf);
 	sockmem_close(seg);
 	cr_expect_eq(sockmem_unlink(t_ns), 0);
 }
