@@ -203,7 +203,7 @@ static int lc_dup(int fd)
 	if (sm_unlikely(!sm_active))
 		return libc_dup(fd);
 	rc = libc_dup(fd);
-	if (rc >= 0)
+	if (rc >= 0 && (sm_fd_peek(fd) || sm_fd_peek(rc)))
 		SLOW_PATH(track_dup(fd, rc));
 	return rc;
 }
@@ -215,7 +215,7 @@ static int lc_dup3(int fd, int nfd, int fl, bool three)
 	if (sm_unlikely(!sm_active))
 		return three ? libc_dup3(fd, nfd, fl) : libc_dup2(fd, nfd);
 	rc = three ? libc_dup3(fd, nfd, fl) : libc_dup2(fd, nfd);
-	if (rc >= 0 && fd != nfd)
+	if (rc >= 0 && fd != nfd && (sm_fd_peek(fd) || sm_fd_peek(rc)))
 		SLOW_PATH(track_dup(fd, rc));
 	return rc;
 }
@@ -227,7 +227,8 @@ static int lc_fcntl(int fd, int cmd, void *arg, bool is64)
 	if (sm_unlikely(!sm_active))
 		return is64 ? libc_fcntl64(fd, cmd, arg) : libc_fcntl(fd, cmd, arg);
 	rc = is64 ? libc_fcntl64(fd, cmd, arg) : libc_fcntl(fd, cmd, arg);
-	if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
+	if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) &&
+	    (sm_fd_peek(fd) || sm_fd_peek(rc)))
 		SLOW_PATH(track_dup(fd, rc));
 	return rc;
 }
