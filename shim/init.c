@@ -190,8 +190,13 @@ __attribute__((destructor)) static void sm_fini(void)
 
 	if (!sm_active || (int)syscall(SYS_getpid) != sm_pid)
 		return;
-	sm_nest++;
 	sm_active = false; /* from here on, everything passes through */
+	if (sm_nest)	   /* exit() from a handler inside the shim: leave it to the reaper */
+		return;
+	sm_nest++;
+	/* Threads already inside an accounting section re-check sm_active
+	 * under RCU: after a grace period none is still charging. */
+	urcu_bp_synchronize_rcu();
 	sm_helper_stop();
 	sm_fd_for_each(drop_entry, NULL);
 	sm_tcache_detach();

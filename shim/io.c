@@ -37,7 +37,7 @@ static __attribute__((noinline)) void account_slow(int fd, int64_t n, bool tx)
 	sm_nest++;
 	sm_rcu_lock();
 	st = sm_fd_peek(fd);
-	if (st && sm_sock_owned(st)) {
+	if (st && sm_sock_owned(st) && sm_likely(sm_active)) { /* re-check: see sm_fini */
 		if (tx)
 			sm_sock_charge(st, n);
 		else

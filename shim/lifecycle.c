@@ -95,12 +95,21 @@ static void track_dup(int old_fd, int new_fd)
 	}
 }
 
+/*
+ * Run a table-changing slow path: not re-entered, not in a vfork child, and
+ * inside an RCU read-side section that re-checks sm_active, so the exit
+ * path (which clears sm_active and then waits a grace period) knows no
+ * thread is still changing charges when it unregisters the process.
+ */
 #define SLOW_PATH(stmt)                                                                            \
 	do {                                                                                       \
 		if (sm_likely(!sm_nest) && in_own_process()) {                                     \
 			int saved_ = errno;                                                        \
 			sm_nest++;                                                                 \
-			stmt;                                                                      \
+			sm_rcu_lock();                                                             \
+			if (sm_likely(sm_active))                                                  \
+				stmt;                                                              \
+			sm_rcu_unlock();                                                           \
 			sm_nest--;                                                                 \
 			errno = saved_;                                                            \
 		}                                                                                  \
@@ -165,22 +174,18 @@ static int lc_accept4(int lfd, struct sockaddr *a, socklen_t *al, int fl, bool f
 
 static int lc_close(int fd)
 {
-	struct sm_sock *st;
-	int rc, saved;
+	struct sm_sock *st = NULL;
+	int rc;
 
-	if (sm_unlikely(!sm_active) || !sm_fd_peek(fd) || sm_nest || !in_own_process())
+	if (sm_unlikely(!sm_active) || !sm_fd_peek(fd))
 		return libc_close(fd);
-	sm_nest++;
 	/* Clear the entry before the fd number can be reused (see
-	 * sm_reconcile), then release the state once the fd is gone. */
-	st = sm_fd_take(fd);
+	 * sm_reconcile), then release the state once the fd is gone. The
+	 * close itself runs outside the read-side section: it may linger. */
+	SLOW_PATH(st = sm_fd_take(fd));
 	rc = libc_close(fd);
-	if (st) {
-		saved = errno;
-		sm_sock_put(st);
-		errno = saved;
-	}
-	sm_nest--;
+	if (st)
+		SLOW_PATH(sm_sock_put(st));
 	return rc;
 }
 
