@@ -11,6 +11,9 @@
  *                  obey stdin: "close" closes them all and prints "closed";
  *                  EOF exits. With "nosend", fill connects and sends nothing
  *                  (only the peer's data, unread, sits in its queues).
+ *   forkfill PORT K  like fill, but the sockets are opened, then the process
+ *                  forks: the parent closes its copies and waits, the child
+ *                  (pid printed as "child N") fills and obeys stdin.
  *
  * Run preloaded (fill) and not preloaded (peer) by tests/integration. Loops
  * are bounded; any failure exits non-zero with a line on stderr.
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -169,6 +173,37 @@ static int filler(int port, int k, bool send_too)
 	return obey(fds, k);
 }
 
+/* The prefork / fork-per-connection pattern: the parent opens the sockets,
+ * forks, closes its copies and waits; the child alone uses them. */
+static int forkfill(int port, int k)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fds[MAXCONN], status;
+	pid_t pid;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int i = 0; i < k; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&a, sizeof(a)) < 0)
+			die("connect");
+		set_nonblock(fds[i]);
+	}
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		say("child", getpid());
+		say("filled", fill(fds, k, 0, 200));
+		return obey(fds, k);
+	}
+	for (int i = 0; i < k; i++)
+		close(fds[i]);
+	if (waitpid(pid, &status, 0) < 0)
+		die("waitpid");
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 4;
+}
+
 int main(int argc, char **argv)
 {
 	memset(payload, 'x', sizeof(payload));
@@ -177,6 +212,9 @@ int main(int argc, char **argv)
 	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "fill"))
 		return filler(atoi(argv[2]), atoi(argv[3]) % MAXCONN,
 			      argc == 4 || strcmp(argv[4], "nosend") != 0);
-	fprintf(stderr, "usage: sockmem-int-helper peer K BYTES | fill PORT K [nosend]\n");
+	if (argc == 4 && !strcmp(argv[1], "forkfill"))
+		return forkfill(atoi(argv[2]), atoi(argv[3]) % MAXCONN);
+	fprintf(stderr, "usage: sockmem-int-helper peer K BYTES | fill PORT K [nosend] | "
+			"forkfill PORT K\n");
 	return 64;
 }

@@ -34,6 +34,7 @@
 #define REAP_MS (12 * RECONCILE_MS + SLACK_MS)
 
 static char ns[SOCKMEM_NS_MAX];
+static pid_t fork_child; /* forkfill's child */
 
 static void setup(void)
 {
@@ -54,7 +55,7 @@ static int64_t tolerance(int64_t kernel)
 }
 
 static void spawn_pair(struct h_proc *peer, struct h_proc *fill, bool peer_preloaded,
-		       int peer_send, bool fill_sends)
+		       int peer_send, const char *fill_mode)
 {
 	struct h_spawn_opts po = { .preload = peer_preloaded, .ns = ns, .group = GROUP,
 				   .pipe_in = true, .pipe_out = true,
@@ -62,8 +63,9 @@ static void spawn_pair(struct h_proc *peer, struct h_proc *fill, bool peer_prelo
 	struct h_spawn_opts fo = po;
 	char nconn[16], send[32], port[16], line[128];
 	const char *pargv[] = { h_helper_path(), "peer", nconn, send, NULL };
-	const char *fargv[] = { h_helper_path(), "fill", port, nconn,
-				fill_sends ? NULL : "nosend", NULL };
+	bool forking = !strcmp(fill_mode, "forkfill");
+	const char *fargv[] = { h_helper_path(), forking ? "forkfill" : "fill", port, nconn,
+				strcmp(fill_mode, "nosend") ? NULL : "nosend", NULL };
 	int rc;
 
 	fo.preload = true;
@@ -76,6 +78,11 @@ static void spawn_pair(struct h_proc *peer, struct h_proc *fill, bool peer_prelo
 		  rc > 0 ? line : "", rc);
 	rc = h_spawn(fill, fargv, &fo);
 	cr_assert_eq(rc, 0, "spawn fill: %d", rc);
+	if (forking) {
+		rc = h_read_line(fill, line, sizeof(line), 15000);
+		cr_assert(rc > 0 && sscanf(line, "child %d", &fork_child) == 1,
+			  "forkfill said '%s' (%d)", rc > 0 ? line : "", rc);
+	}
 	rc = h_read_line(fill, line, sizeof(line), 15000);
 	cr_assert(rc > 0, "fill did not report (%d)", rc);
 	fprintf(stderr, "[accuracy] fill: %s\n", line);
@@ -213,7 +220,7 @@ static void run_accuracy(bool peer_preloaded)
 	pid_t pids[2];
 	bool ok;
 
-	spawn_pair(&peer, &fill, peer_preloaded, PEER_SEND, true);
+	spawn_pair(&peer, &fill, peer_preloaded, PEER_SEND, "fill");
 	pids[0] = fill.pid;
 	pids[1] = peer.pid;
 	ok = compare_within(pids, peer_preloaded ? 2 : 1, &s, RECONCILE_MS + SLACK_MS);
@@ -259,7 +266,7 @@ Test(accuracy, receive_only, .init = setup, .fini = teardown, .timeout = 60)
 	struct sample s;
 	bool ok;
 
-	spawn_pair(&peer, &fill, false, PEER_SEND, false);
+	spawn_pair(&peer, &fill, false, PEER_SEND, "nosend");
 	ok = compare_within(&fill.pid, 1, &s, RECONCILE_MS + SLACK_MS);
 	show("receive_only", &s);
 	assert_teeth(&s, NCONN, false);
@@ -267,6 +274,28 @@ Test(accuracy, receive_only, .init = setup, .fini = teardown, .timeout = 60)
 		  (long long)s.st.sock, (long long)s.k.total, (long long)s.diff, (long long)s.tol,
 		  RECONCILE_MS + SLACK_MS);
 	assert_settled(&fill.pid, 1, "settled");
+	close_and_exit(&peer, &fill, false);
+}
+
+/*
+ * The prefork / fork-per-connection server pattern (socat fork, inetd,
+ * sshd, Apache prefork): sockets opened by a member, used only by its forked
+ * child after the parent closed its copies. The child is in the same group;
+ * the kernel memory its sockets hold must show in the group like any other.
+ */
+Test(accuracy, forked_child, .init = setup, .fini = teardown, .timeout = 60)
+{
+	struct h_proc peer, fill;
+	struct sample s;
+	bool ok;
+
+	spawn_pair(&peer, &fill, false, PEER_SEND, "forkfill");
+	ok = compare_within(&fork_child, 1, &s, RECONCILE_MS + SLACK_MS);
+	show("forked_child", &s);
+	assert_teeth(&s, NCONN, true);
+	cr_assert(ok, "group sock %lld vs forked child's kernel %lld: off by %lld > %lld",
+		  (long long)s.st.sock, (long long)s.k.total, (long long)s.diff, (long long)s.tol);
+	assert_settled(&fork_child, 1, "settled");
 	close_and_exit(&peer, &fill, false);
 }
 
@@ -279,7 +308,7 @@ Test(accuracy, sigkill_reaped, .init = setup, .fini = teardown, .timeout = 60)
 
 	/* peer sends nothing: fill dies with empty receive queues, so its
 	 * sockets close with FIN, not RST, and peer keeps the data it holds. */
-	spawn_pair(&peer, &fill, true, 0, true);
+	spawn_pair(&peer, &fill, true, 0, "fill");
 	h_signal(&fill, SIGKILL);
 	cr_assert_eq(h_wait(&fill, 5000), 0);
 	ok = compare_within(&peer.pid, 1, &s, REAP_MS);

@@ -265,3 +265,94 @@ Test(programs, socat_udp4, .init = setup, .fini = teardown, .timeout = 40)
 
 	run_socat(&c, 0);
 }
+
+/* ---- a forking server ---- */
+
+/*
+ * socat ...,fork: only the server is preloaded, so every member process
+ * beyond the listener is one of its forked children, and every byte charged
+ * was received by one. Three sequential clients; SIGTERM ends the listener
+ * (socat's handler exits through exit(), so the shim's exit path runs).
+ */
+Test(programs, socat_fork_server, .init = setup, .fini = teardown, .timeout = 40)
+{
+	char lspec[128], cspec[128], out[4096], inspec[4096];
+	const char *in = h_tmp_path("in.bin");
+	const char *sargv[] = { "socat", "-u", lspec, out, NULL };
+	const char *cargv[] = { "socat", "-u", inspec, cspec, NULL };
+	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
+	struct h_spawn_opts co = prog_opts(NULL, h_tmp_path("cli.err"));
+	struct h_proc srv, cli;
+	struct h_watch w = { 0 };
+	int port = h_free_port(AF_INET, SOCK_STREAM);
+	int64_t size, want = 3 * (4 << 20);
+	uint64_t sum;
+
+	co.preload = false;
+	cr_assert_eq(h_make_file(in, 4u << 20, 11), 0);
+	snprintf(inspec, sizeof(inspec), "OPEN:%s", in);
+	snprintf(out, sizeof(out), "OPEN:%s,creat,append", h_tmp_path("out.bin"));
+	snprintf(lspec, sizeof(lspec), "TCP4-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", port);
+	snprintf(cspec, sizeof(cspec), "TCP4:127.0.0.1:%d", port);
+	spawn_ok(&srv, sargv, &so);
+	cr_assert(h_wait_bound(port, SOCK_STREAM, 5000), "socat fork server did not listen");
+	for (int i = 0; i < 3; i++) {
+		spawn_ok(&cli, cargv, &co);
+		watch_until_exit(&cli, &w, 20000);
+		assert_exit0("socat client", &cli, co.err_path);
+		h_release(&cli);
+	}
+	/* The last child may still be writing: wait for the whole file. */
+	for (int64_t t0 = h_now_ms(); h_now_ms() - t0 < 5000; h_sleep_ms(20)) {
+		h_watch_sample(&w, ns, GROUP);
+		if (h_file_sum(h_tmp_path("out.bin"), &size, &sum) == 0 && size == want)
+			break;
+	}
+	cr_assert_eq(size, want, "forked children wrote %lld bytes", (long long)size);
+	h_signal(&srv, SIGTERM);
+	cr_assert_eq(h_wait(&srv, 5000), 0, "socat ignored SIGTERM");
+	cr_expect_geq(w.max_processes, 2, "no forked child seen as a member (max %lld)",
+		      (long long)w.max_processes);
+	assert_group("socat fork server", &w, 64 * 1024);
+}
+
+/* ---- SIGKILL mid-transfer ---- */
+
+/*
+ * The iperf3 client is killed while its queues are full. Its charges stay
+ * with its dead process record until a reaper runs: the server's tick, if it
+ * lives long enough, else `sockmemctl reap` (run here, as an operator would).
+ * Either way the group must return to 0 and the server must cope.
+ */
+Test(programs, iperf3_client_sigkill, .init = setup, .fini = teardown, .timeout = 40)
+{
+	char port[16], ctl[4096];
+	const char *sargv[] = { "iperf3", "-s", "-1", "-p", port, "-B", "127.0.0.1", NULL };
+	const char *cargv[] = { "iperf3", "-c", "127.0.0.1", "-p", port, "-t", "10", NULL };
+	const char *rargv[] = { ctl, "--namespace", ns, "reap", NULL };
+	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
+	struct h_spawn_opts ro = { .err_path = h_tmp_path("reap.err") };
+	struct h_proc srv, cli, reap;
+	struct sockmem_group_stat st;
+	struct h_watch w = { 0 };
+
+	snprintf(ctl, sizeof(ctl), "%s/sockmemctl", h_build_dir());
+	snprintf(port, sizeof(port), "%d", h_free_port(AF_INET, SOCK_STREAM));
+	spawn_ok(&srv, sargv, &so);
+	cr_assert(h_wait_bound(atoi(port), SOCK_STREAM, 5000), "iperf3 -s did not listen");
+	spawn_ok(&cli, cargv, &so);
+	for (int64_t t0 = h_now_ms(); h_now_ms() - t0 < 1000; h_sleep_ms(10))
+		h_watch_sample(&w, ns, GROUP);
+	h_signal(&cli, SIGKILL);
+	cr_assert_eq(h_wait(&cli, 5000), 0);
+	watch_until_exit(&srv, &w, 10000); /* -1: ends after the broken test */
+	h_group_stat(ns, GROUP, &st);
+	fprintf(stderr, "[iperf3 sigkill] server exit %d; before reap: current=%lld "
+		"processes=%lld\n", h_exit_code(&srv), (long long)st.current,
+		(long long)st.processes);
+	spawn_ok(&reap, rargv, &ro);
+	cr_assert_eq(h_wait(&reap, 5000), 0, "sockmemctl reap hung");
+	assert_exit0("sockmemctl reap", &reap, ro.err_path);
+	cr_assert_gt(w.max_current, 1 << 20, "no traffic seen before the kill");
+	assert_group("iperf3 client SIGKILL", &w, 1 << 20);
+}
