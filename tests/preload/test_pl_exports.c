@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "pl_harness.h"
 
@@ -54,4 +55,23 @@ Test(exports, exactly_the_interposers_unversioned)
 		cr_expect(seen[i], "missing export: %s", expected[i]);
 	cr_expect_eq(extra, 0);
 	cr_expect_eq(total, (int)NEXPECTED);
+}
+
+/* Interposers called from another library's constructor, before the
+ * shim's constructor ran, reach libc (lazy binding trampolines). */
+Test(exports, calls_before_the_shim_constructor_work)
+{
+	struct pl_opts o = {.group = "early", .preload = true};
+	struct pl_child c;
+	char ns[64], line[64];
+	int status;
+
+	pl_ns(ns, sizeof(ns), "early");
+	o.ns = ns;
+	cr_assert_eq(pl_spawn(&c, "sockmem-pl-early", NULL, &o), 0);
+	cr_expect_eq(pl_line(&c, line, sizeof(line), 10000), 0);
+	cr_expect_str_eq(line, "early 1");
+	status = pl_wait(&c, 10000);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	sockmem_unlink(ns);
 }
