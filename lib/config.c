@@ -17,9 +17,9 @@
 #include "sockmem/sockmem.h"
 
 #define OPT(field) offsetof(struct sm_config, field)
-#define KiB (INT64_C(1) << 10)
-#define MiB (INT64_C(1) << 20)
-#define GiB (INT64_C(1) << 30)
+#define KiB	   (INT64_C(1) << 10)
+#define MiB	   (INT64_C(1) << 20)
+#define GiB	   (INT64_C(1) << 30)
 
 const struct sm_option sm_options[] = {
 	{"SOCKMEM_GROUP", SM_OPT_STRING, OPT(group), SOCKMEM_PATH_MAX, "", 0, 0, "path", NULL,

@@ -13,33 +13,33 @@
 #include "sockmem/abi.h"
 
 /* Socket families to account (SOCKMEM_FAMILIES). */
-#define SM_FAM_INET 0x1u
+#define SM_FAM_INET  0x1u
 #define SM_FAM_INET6 0x2u
-#define SM_FAM_UNIX 0x4u
+#define SM_FAM_UNIX  0x4u
 
 struct sm_config {
 	char group[SOCKMEM_PATH_MAX]; /* "" when SOCKMEM_GROUP is unset: pass-through */
 	char ns[SOCKMEM_NS_MAX];      /* "" for the core's default namespace */
-	int64_t max, high, low;       /* SOCKMEM_KEEP when unset */
-	int64_t batch;                /* per-thread cache batch, bytes */
-	int64_t reconcile_ms;         /* helper tick */
+	int64_t max, high, low;	      /* SOCKMEM_KEEP when unset */
+	int64_t batch;		      /* per-thread cache batch, bytes */
+	int64_t reconcile_ms;	      /* helper tick */
 	int64_t reconcile_bytes;      /* reconcile a socket every N bytes of traffic */
-	int64_t pressure_ms;          /* pressure period (issue 4) */
-	int64_t log_level;            /* enum sm_log_level */
-	int64_t trace;                /* 0/1: call-site tracing (issue 5) */
-	int64_t families;             /* SM_FAM_* mask */
+	int64_t pressure_ms;	      /* pressure period (issue 4) */
+	int64_t log_level;	      /* enum sm_log_level */
+	int64_t trace;		      /* 0/1: call-site tracing (issue 5) */
+	int64_t families;	      /* SM_FAM_* mask */
 	int64_t groups, procs, slots; /* segment capacities when creating; 0: default */
 };
 
 enum sm_opt_kind { SM_OPT_SIZE, SM_OPT_INT, SM_OPT_ENUM, SM_OPT_STRING, SM_OPT_FAMILIES };
 
 struct sm_option {
-	const char *name;   /* environment variable */
+	const char *name; /* environment variable */
 	enum sm_opt_kind kind;
-	size_t offset;      /* field in struct sm_config */
-	size_t len;         /* SM_OPT_STRING: buffer size */
-	const char *def;    /* default, as the user would write it ("" = unset) */
-	int64_t min, max;   /* inclusive range (SIZE, INT) */
+	size_t offset;	  /* field in struct sm_config */
+	size_t len;	  /* SM_OPT_STRING: buffer size */
+	const char *def;  /* default, as the user would write it ("" = unset) */
+	int64_t min, max; /* inclusive range (SIZE, INT) */
 	const char *unit;
 	const char *values; /* SM_OPT_ENUM / FAMILIES: "a|b|c" accepted words */
 	const char *help;
