@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -278,16 +279,22 @@ def print_charge(rows):
         return
     print("\n### Charge path (sockmem-charge-bench; ns per charge+uncharge pair per "
           "thread, median of the runs)\n")
-    print("| variant | threads | procs | wall ns, median (min–max) | CPU ns, median |")
-    print("|---|---|---|---|---|")
+    print("| variant | threads | procs | wall ns, median (min–max) | CPU ns, median | "
+          "on-CPU share |")
+    print("|---|---|---|---|---|---|")
     for n in names:
         v, t, p = n[len("charge_"):].rsplit("_", 2)
-        print("| %s | %s | %s | %s | %s |" % (
-            v, t[1:], p[1:], med_cell(values(rows, n, "core", "ns_per_op")),
-            fmt(statistics.median(values(rows, n, "core", "cpu_ns_per_op")))))
+        wall = values(rows, n, "core", "ns_per_op")
+        cpu = values(rows, n, "core", "cpu_ns_per_op")
+        print("| %s | %s | %s | %s | %s | %.0f%% |" % (
+            v, t[1:], p[1:], med_cell(wall), fmt(statistics.median(cpu)),
+            100.0 * statistics.median(c / w for c, w in zip(cpu, wall))))
     print("\nWall ns is what the brief asks for; CPU ns (CLOCK_THREAD_CPUTIME_ID) does not "
           "grow when the thread is descheduled, so it is the steadier figure on a busy "
-          "machine, but it hides contention that happens while the thread is not running.")
+          "machine, but it hides contention that happens while the thread is not running. "
+          "On-CPU share (CPU ns / wall ns) shows how much of the window a thread really ran: "
+          "well below 100% at 2 threads means the threads seldom ran at the same time, so "
+          "the shared atomic and mutex were seldom contended.")
     for t, p in (("t1", "p1"), ("t2", "p1"), ("t1", "p2")):
         c = values(rows, "charge_cache_%s_%s" % (t, p), "core", "ns_per_op")
         at = values(rows, "charge_atomic_%s_%s" % (t, p), "core", "ns_per_op")
@@ -314,6 +321,8 @@ def parse_args():
     ap.add_argument("--with-pingpong", action="store_true",
                     help="also cross-process ping-pong latency (p50, 64 B)")
     ap.add_argument("--csv", default="run-percall.csv", help="raw results (run-percall.csv)")
+    ap.add_argument("--only", metavar="REGEX",
+                    help="only the workloads whose name matches (e.g. 'stream')")
     ap.add_argument("--commit", help="commit to print in the header (default: git HEAD "
                     "of the script's tree; set it when --build-dir holds another build)")
     ap.add_argument("--from-csv", metavar="FILE",
@@ -352,6 +361,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     a = parse_args()
     wl = workloads(a)
+    if a.only:
+        wl = {k: v for k, v in wl.items() if re.search(a.only, k)}
     if a.from_csv:
         rows = load_csv(a.from_csv)
         a.runs = len({r["run"] for r in rows})
