@@ -115,6 +115,7 @@ static void fork_prepare(void)
 {
 	if (!sm_active)
 		return;
+	sm_real_bind(); /* bound already; never let a child start with dlsym */
 	sm_helper_fork_prepare();
 	urcu_bp_before_fork();
 }
