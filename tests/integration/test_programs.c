@@ -356,3 +356,69 @@ Test(programs, iperf3_client_sigkill, .init = setup, .fini = teardown, .timeout 
 	cr_assert_gt(w.max_current, 1 << 20, "no traffic seen before the kill");
 	assert_group("iperf3 client SIGKILL", &w, 1 << 20);
 }
+
+/* ---- accuracy with a real program blocked on a full send queue ---- */
+
+/* The kernel's figure for `pid` once it has stopped changing. */
+static int64_t kernel_settled(pid_t pid, struct h_kmem *k)
+{
+	int64_t last = -1;
+
+	for (int64_t t0 = h_now_ms(); h_now_ms() - t0 < 10000; h_sleep_ms(100)) {
+		cr_assert_eq(h_kernel_meminfo(&pid, 1, k), 0);
+		if (k->total == last && k->total > 0)
+			return k->total;
+		last = k->total;
+	}
+	return -1;
+}
+
+/*
+ * socat sends a big file to a peer that never reads (the harness helper, not
+ * preloaded): socat ends up blocked in write() with its send queue full. The
+ * group (socat alone) must match the kernel's figure for socat's sockets
+ * within max(5%, 64 KiB), one reconcile interval after the queue settled.
+ */
+Test(programs, socat_blocked_sender_accuracy, .init = setup, .fini = teardown, .timeout = 40)
+{
+	char cspec[128], inspec[4096], line[64], port[16];
+	const char *in = h_tmp_path("in.bin");
+	const char *pargv[] = { h_helper_path(), "peer", "1", "0", NULL };
+	const char *cargv[] = { "socat", "-u", inspec, cspec, NULL };
+	struct h_spawn_opts po = { .pipe_in = true, .pipe_out = true };
+	struct h_spawn_opts co = prog_opts(NULL, h_tmp_path("cli.err"));
+	struct sockmem_group_stat st;
+	struct h_proc peer, cli;
+	struct h_kmem k;
+	int64_t kernel, diff = -1, tol = 0, t0;
+
+	cr_assert_eq(h_make_file(in, 64u << 20, 5), 0);
+	spawn_ok(&peer, pargv, &po);
+	cr_assert(h_read_line(&peer, line, sizeof(line), 5000) > 0 &&
+		  sscanf(line, "port %15s", port) == 1, "peer did not start");
+	snprintf(inspec, sizeof(inspec), "OPEN:%s", in);
+	snprintf(cspec, sizeof(cspec), "TCP4:127.0.0.1:%s", port);
+	spawn_ok(&cli, cargv, &co);
+	kernel = kernel_settled(cli.pid, &k);
+	cr_assert_gt(kernel, 1 << 20, "socat's send queue never filled (%lld)", (long long)kernel);
+	for (t0 = h_now_ms(); h_now_ms() - t0 < 200 + 300; h_sleep_ms(20)) {
+		cr_assert_eq(h_group_stat(ns, GROUP, &st), 0, "no group");
+		cr_assert_eq(h_kernel_meminfo(&cli.pid, 1, &k), 0);
+		diff = llabs(st.sock - k.total);
+		tol = k.total / 20 > 65536 ? k.total / 20 : 65536;
+		if (diff <= tol)
+			break;
+	}
+	fprintf(stderr, "[socat blocked] group sock=%lld current=%lld | kernel=%lld (w=%lld r=%lld, "
+		"%d sockets) | diff=%lld tol=%lld at %lld ms\n", (long long)st.sock,
+		(long long)st.current, (long long)k.total, (long long)k.wqueued, (long long)k.rmem,
+		k.nsock, (long long)diff, (long long)tol, (long long)(h_now_ms() - t0));
+	cr_assert_leq(diff, tol, "group %lld vs kernel %lld", (long long)st.sock,
+		      (long long)k.total);
+	/* The peer goes away: socat's write fails, it exits (status 1). */
+	h_release(&peer);
+	cr_assert_eq(h_wait(&cli, 10000), 0, "socat did not notice its peer died");
+	cr_assert(h_poll_stat(ns, GROUP, h_pred_current_zero, NULL, SETTLE_MS, &st),
+		  "after socat exited: current=%lld sock=%lld processes=%lld",
+		  (long long)st.current, (long long)st.sock, (long long)st.processes);
+}
