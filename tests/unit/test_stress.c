@@ -5,6 +5,9 @@
  * at every level. A watcher thread samples every level continuously: usage
  * never above max, peak never above max. At the end, after every cache is
  * detached and every process unregistered, every usage is exactly 0.
+ * A drainer thread meanwhile takes back idle stock continuously (as the
+ * reclaimer will), racing every owner's fast path: a torn update of a
+ * cache's stock would show up as a non-zero usage or an underflow.
  * (No forced charges here: they may legitimately exceed max.)
  */
 #include <pthread.h>
@@ -52,7 +55,7 @@ static void *work(void *p)
 		int64_t n = (int64_t)(r >> 40) % (12 << 10) + 1;
 		int op = (int)(r & 15), lvl = (int)((r >> 4) % 3);
 
-		if (op < 7) {
+		if (op < 8) { /* drifts up: the threads keep pressing on the limits */
 			if (cached < (256 << 10) && sm_cache_charge(&c, n, false, NULL))
 				cached += n;
 			else if (cached < (256 << 10))
@@ -82,7 +85,21 @@ struct watch {
 	uint32_t idx[NGROUPS];
 	_Atomic bool stop;
 	long samples, over, peak_over;
+	int64_t drained;
+	long drains;
 };
+
+static void *drainer(void *p)
+{
+	struct watch *w = p;
+
+	while (!atomic_load(&w->stop)) {
+		w->drained += sockmem_drain_caches(w->seg, w->idx[0]);
+		w->drains++;
+		usleep(200);
+	}
+	return NULL;
+}
 
 static void *watcher(void *p)
 {
@@ -137,7 +154,7 @@ Test(stress, two_processes_four_threads_each)
 {
 	sockmem_seg_t *seg = t_open("stress");
 	struct watch wt = { .seg = seg };
-	pthread_t wth;
+	pthread_t wth, dth;
 	long fails;
 	int status;
 	pid_t pid;
@@ -147,6 +164,7 @@ Test(stress, two_processes_four_threads_each)
 		t_limits(seg, wt.idx[i], limits[i], SOCKMEM_KEEP, SOCKMEM_KEEP);
 	}
 	pthread_create(&wth, NULL, watcher, &wt);
+	pthread_create(&dth, NULL, drainer, &wt);
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
@@ -162,10 +180,13 @@ Test(stress, two_processes_four_threads_each)
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	atomic_store(&wt.stop, true);
 	pthread_join(wth, NULL);
+	pthread_join(dth, NULL);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
 	cr_expect_geq(fails, 0);
-	cr_log_info("ops/thread %ld, refused charges (parent) %ld, watcher samples %ld",
-		    ops_per_thread(), fails, wt.samples);
+	cr_log_info("ops/thread %ld, refused charges (parent) %ld, watcher samples %ld, "
+		    "drains %ld took %lld bytes",
+		    ops_per_thread(), fails, wt.samples, wt.drains, (long long)wt.drained);
+	cr_expect_gt(wt.drained, 0, "the drainer took stock from live caches");
 	cr_expect_gt(wt.samples, 1000, "the watcher ran");
 	cr_expect_gt(fails, 0, "the limits were actually hit");
 	cr_expect_eq(wt.over, 0, "%ld samples saw usage above max", wt.over);
