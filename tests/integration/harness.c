@@ -513,6 +513,16 @@ static int64_t max64(int64_t a, int64_t b)
 	return a > b ? a : b;
 }
 
+static void watch_kernel(struct h_watch *w, const char *ns, const char *group)
+{
+	pid_t pids[64];
+	struct h_kmem k;
+	int n = h_group_pids(ns, group, pids, 64);
+
+	if (n > 0 && h_kernel_meminfo(pids, n, &k) == 0)
+		w->max_kernel = max64(w->max_kernel, k.total);
+}
+
 void h_watch_sample(struct h_watch *w, const char *ns, const char *group)
 {
 	struct sockmem_group_stat st;
@@ -526,6 +536,8 @@ void h_watch_sample(struct h_watch *w, const char *ns, const char *group)
 	w->max_sockets = max64(w->max_sockets, st.sockets);
 	w->last = st;
 	w->seen = true;
+	if (w->kernel)
+		watch_kernel(w, ns, group);
 }
 
 bool h_poll_stat(const char *ns, const char *group, h_stat_pred pred, void *arg, int timeout_ms,

@@ -98,8 +98,11 @@ int h_group_pids(const char *ns, const char *group, pid_t *pids, int max);
 
 /* What a test watches while programs run: maxima over the samples. */
 struct h_watch {
+	bool kernel; /* set by the caller: also sample the kernel (SO_MEMINFO)
+		      * for the group's member pids, into max_kernel */
 	int samples;
 	int64_t max_current, max_sock, max_processes, max_sockets;
+	int64_t max_kernel; /* peak of the kernel's figure for the members */
 	struct sockmem_group_stat last; /* last successful snapshot */
 	bool seen;                      /* at least one snapshot */
 };

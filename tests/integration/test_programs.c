@@ -84,9 +84,11 @@ static void assert_group(const char *what, const struct h_watch *w, int64_t min_
 
 	fprintf(stderr,
 		"[%s] samples=%d max processes=%lld max sockets=%lld max sock=%lld "
-		"max current=%lld peak=%lld | after: current=%lld sock=%lld processes=%lld\n",
+		"max current=%lld peak=%lld (kernel max %lld) | after: current=%lld sock=%lld "
+		"processes=%lld\n",
 		what, w->samples, (long long)w->max_processes, (long long)w->max_sockets,
 		(long long)w->max_sock, (long long)w->max_current, (long long)st.peak,
+		(long long)w->max_kernel,
 		(long long)st.current, (long long)st.sock, (long long)st.processes);
 	cr_assert(w->seen, "%s: the group never appeared in namespace %s", what, ns);
 	cr_assert_geq(w->max_processes, 1, "%s: no member process seen", what);
@@ -131,7 +133,7 @@ Test(programs, iperf3, .init = setup, .fini = teardown, .timeout = 40)
 	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
 	struct h_spawn_opts co = prog_opts(h_tmp_path("cli.json"), h_tmp_path("cli.err"));
 	struct h_proc srv, cli;
-	struct h_watch w = { 0 };
+	struct h_watch w = { .kernel = true };
 	char *json;
 	double bps;
 
@@ -163,7 +165,7 @@ Test(programs, curl_http_server, .init = setup, .fini = teardown, .timeout = 40)
 	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
 	struct h_spawn_opts co = prog_opts(NULL, h_tmp_path("cli.err"));
 	struct h_proc srv, cli;
-	struct h_watch w = { 0 };
+	struct h_watch w = { .kernel = true };
 	char blob[4096];
 
 
@@ -211,7 +213,7 @@ static void run_socat(const struct socat_case *c, int64_t min_peak)
 	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
 	struct h_spawn_opts co = prog_opts(NULL, h_tmp_path("cli.err"));
 	struct h_proc srv, cli;
-	struct h_watch w = { 0 };
+	struct h_watch w = { .kernel = true };
 	char inspec[4096];
 	int port = h_free_port(c->family, c->type);
 
@@ -283,7 +285,7 @@ Test(programs, socat_fork_server, .init = setup, .fini = teardown, .timeout = 40
 	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
 	struct h_spawn_opts co = prog_opts(NULL, h_tmp_path("cli.err"));
 	struct h_proc srv, cli;
-	struct h_watch w = { 0 };
+	struct h_watch w = { .kernel = true };
 	int port = h_free_port(AF_INET, SOCK_STREAM);
 	int64_t size, want = 3 * (4 << 20);
 	uint64_t sum;
@@ -334,7 +336,7 @@ Test(programs, iperf3_client_sigkill, .init = setup, .fini = teardown, .timeout 
 	struct h_spawn_opts ro = { .err_path = h_tmp_path("reap.err") };
 	struct h_proc srv, cli, reap;
 	struct sockmem_group_stat st;
-	struct h_watch w = { 0 };
+	struct h_watch w = { .kernel = true };
 
 	snprintf(ctl, sizeof(ctl), "%s/sockmemctl", h_build_dir());
 	snprintf(port, sizeof(port), "%d", h_free_port(AF_INET, SOCK_STREAM));
