@@ -50,7 +50,7 @@ int64_t h_now_ms(void)
 
 void h_sleep_ms(int ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
@@ -214,9 +214,10 @@ static char **build_env(const struct h_spawn_opts *o)
 		if (o->group)
 			env[k++] = kv("SOCKMEM_GROUP", o->group);
 		if (*asan)
-			env[k++] = (char *)(o->third_party
-				? "ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0"
-				: "ASAN_OPTIONS=verify_asan_link_order=0");
+			env[k++] =
+				(char *)(o->third_party ? "ASAN_OPTIONS=detect_leaks=0:verify_asan_"
+							  "link_order=0"
+							: "ASAN_OPTIONS=verify_asan_link_order=0");
 	}
 	for (int i = 0; i < H_MAX_ENV && o->env[i]; i++)
 		env[k++] = (char *)o->env[i];
@@ -288,12 +289,12 @@ static int free_slot(void)
 int h_spawn(struct h_proc *p, const char *const argv[], const struct h_spawn_opts *o)
 {
 	char path[PATH_MAX];
-	int fds[3] = { -1, -1, -1 }, in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, rc;
+	int fds[3] = {-1, -1, -1}, in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, rc;
 	char **env;
 	pid_t parent = getpid();
 	int slot;
 
-	*p = (struct h_proc){ .pid = -1, .in_fd = -1, .out_fd = -1 };
+	*p = (struct h_proc){.pid = -1, .in_fd = -1, .out_fd = -1};
 	signal(SIGPIPE, SIG_IGN); /* a child that died must not kill the worker */
 	slot = free_slot();
 	if (slot < 0)
@@ -320,7 +321,7 @@ int h_spawn(struct h_proc *p, const char *const argv[], const struct h_spawn_opt
 	p->in_fd = in_pipe[1];
 	p->out_fd = out_pipe[0];
 	if (rc == 0)
-		reg[slot] = (typeof(reg[0])){ p->pid, p->in_fd, p->out_fd, false };
+		reg[slot] = (typeof(reg[0])){p->pid, p->in_fd, p->out_fd, false};
 	return rc;
 }
 
@@ -374,7 +375,7 @@ int h_read_line(struct h_proc *p, char *buf, size_t len, int timeout_ms)
 	size_t n = 0;
 
 	while (n + 1 < len) {
-		struct pollfd pfd = { .fd = p->out_fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = p->out_fd, .events = POLLIN};
 		int left = (int)(deadline - h_now_ms());
 		char c;
 		ssize_t r;
@@ -421,7 +422,7 @@ void h_release(struct h_proc *p)
 	}
 	for (int i = 0; i < nreg; i++)
 		if (reg[i].pid == p->pid && reg[i].reaped)
-			reg[i] = (typeof(reg[0])){ 0, -1, -1, true };
+			reg[i] = (typeof(reg[0])){0, -1, -1, true};
 	close_fd(&p->in_fd);
 	close_fd(&p->out_fd);
 }
@@ -455,7 +456,7 @@ void h_cleanup(void)
 
 int h_group_stat(const char *ns, const char *group, struct sockmem_group_stat *st)
 {
-	struct sockmem_open_opts o = { .ns = ns, .readonly = true };
+	struct sockmem_open_opts o = {.ns = ns, .readonly = true};
 	char err[SOCKMEM_ERRLEN];
 	sockmem_seg_t *seg;
 	uint32_t idx;
@@ -488,7 +489,7 @@ static bool in_subtree(sockmem_seg_t *seg, uint32_t g, uint32_t top)
 
 int h_group_pids(const char *ns, const char *group, pid_t *pids, int max)
 {
-	struct sockmem_open_opts o = { .ns = ns, .readonly = true };
+	struct sockmem_open_opts o = {.ns = ns, .readonly = true};
 	char err[SOCKMEM_ERRLEN];
 	sockmem_seg_t *seg;
 	uint32_t idx;
@@ -501,7 +502,8 @@ int h_group_pids(const char *ns, const char *group, pid_t *pids, int max)
 	for (uint32_t i = 0; rc == 0 && i < sockmem_header(seg)->proc_capacity && n < max; i++) {
 		const struct sockmem_proc *pr = sockmem_proc_at(seg, i);
 
-		if (pr && atomic_load(&pr->state) == SOCKMEM_LIVE && in_subtree(seg, pr->group, idx))
+		if (pr && atomic_load(&pr->state) == SOCKMEM_LIVE &&
+		    in_subtree(seg, pr->group, idx))
 			pids[n++] = pr->pid;
 	}
 	sockmem_close(seg);

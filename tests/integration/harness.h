@@ -20,7 +20,7 @@
 #include "sockmem/sockmem.h"
 
 #define H_MAX_CHILDREN 16
-#define H_MAX_ENV 32
+#define H_MAX_ENV      32
 
 /* A spawned child. */
 struct h_proc {
@@ -32,10 +32,10 @@ struct h_proc {
 };
 
 struct h_spawn_opts {
-	bool preload;          /* LD_PRELOAD libsockmem.so (behind libasan if any) */
-	bool third_party;      /* not our code: no leak checking under ASan */
-	const char *ns;        /* SOCKMEM_NAMESPACE (preload only) */
-	const char *group;     /* SOCKMEM_GROUP (preload only) */
+	bool preload;		    /* LD_PRELOAD libsockmem.so (behind libasan if any) */
+	bool third_party;	    /* not our code: no leak checking under ASan */
+	const char *ns;		    /* SOCKMEM_NAMESPACE (preload only) */
+	const char *group;	    /* SOCKMEM_GROUP (preload only) */
 	const char *env[H_MAX_ENV]; /* extra "NAME=value", NULL-terminated */
 	bool pipe_in, pipe_out;
 	const char *out_path; /* stdout to this file (if !pipe_out); NULL: /dev/null */
@@ -102,9 +102,9 @@ struct h_watch {
 		      * for the group's member pids, into max_kernel */
 	int samples;
 	int64_t max_current, max_sock, max_processes, max_sockets;
-	int64_t max_kernel; /* peak of the kernel's figure for the members */
+	int64_t max_kernel;		/* peak of the kernel's figure for the members */
 	struct sockmem_group_stat last; /* last successful snapshot */
-	bool seen;                      /* at least one snapshot */
+	bool seen;			/* at least one snapshot */
 };
 void h_watch_sample(struct h_watch *w, const char *ns, const char *group);
 
@@ -119,10 +119,10 @@ bool h_pred_sock_zero(const struct sockmem_group_stat *st, void *arg);
 /* ---- the kernel's truth ---- */
 
 struct h_kmem {
-	int64_t rmem;    /* sum of skmem r (rmem_alloc) */
+	int64_t rmem;	 /* sum of skmem r (rmem_alloc) */
 	int64_t wqueued; /* sum of skmem w (wmem_queued) */
-	int64_t total;   /* rmem + wqueued: what a socket is charged */
-	int nsock;       /* sockets owned by one of the pids */
+	int64_t total;	 /* rmem + wqueued: what a socket is charged */
+	int nsock;	 /* sockets owned by one of the pids */
 };
 /* Run `ss -tuanmpH` and sum skmem over every socket an fd of one of `pids`
  * refers to (each socket once). 0 or -errno (-ENOENT: ss not found). */

@@ -7,8 +7,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <linux/sock_diag.h>
 #include <fcntl.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,8 +136,8 @@ static char *read_all(int fd, int timeout_ms)
 
 int h_kernel_sockmem(const pid_t *pids, int npids, struct h_kmem *out)
 {
-	const char *argv[] = { "ss", "-tuanmpH", NULL };
-	struct h_spawn_opts o = { .pipe_out = true };
+	const char *argv[] = {"ss", "-tuanmpH", NULL};
+	struct h_spawn_opts o = {.pipe_out = true};
 	struct h_proc ss;
 	char *text;
 	int rc;
@@ -162,9 +162,9 @@ int h_kernel_sockmem(const pid_t *pids, int npids, struct h_kmem *out)
 
 int h_free_port(int family, int type)
 {
-	struct sockaddr_storage ss = { 0 };
-	socklen_t len = family == AF_INET6 ? sizeof(struct sockaddr_in6)
-					   : sizeof(struct sockaddr_in);
+	struct sockaddr_storage ss = {0};
+	socklen_t len =
+		family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 	int fd = socket(family, type | SOCK_CLOEXEC, 0);
 	int port = 0;
 
@@ -199,7 +199,8 @@ static bool proc_net_has(const char *file, int port, unsigned st)
 	while (!found && fgets(line, sizeof(line), f)) {
 		unsigned lport, state;
 
-		if (sscanf(line, " %*d: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", &lport, &state) == 2)
+		if (sscanf(line, " %*d: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", &lport, &state) ==
+		    2)
 			found = (int)lport == port && state == st;
 	}
 	fclose(f);
@@ -212,7 +213,8 @@ bool h_wait_bound(int port, int type, int timeout_ms)
 	bool tcp = type == SOCK_STREAM;
 
 	for (;;) {
-		if (proc_net_has(tcp ? "/proc/net/tcp" : "/proc/net/udp", port, tcp ? 0x0A : 0x07) ||
+		if (proc_net_has(tcp ? "/proc/net/tcp" : "/proc/net/udp", port,
+				 tcp ? 0x0A : 0x07) ||
 		    proc_net_has(tcp ? "/proc/net/tcp6" : "/proc/net/udp6", port,
 				 tcp ? 0x0A : 0x07))
 			return true;

@@ -52,7 +52,7 @@ static long long now_ms(void)
 
 static void sleep_ms(int ms)
 {
-	struct timespec ts = { 0, ms * 1000000L };
+	struct timespec ts = {0, ms * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
@@ -74,7 +74,7 @@ static void set_nonblock(int fd)
  * socket, or 5 s. Returns the bytes the kernel accepted. */
 static long long fill(const int *fds, int k, long long limit, int quiet_ms)
 {
-	long long total = 0, sent[MAXCONN] = { 0 };
+	long long total = 0, sent[MAXCONN] = {0};
 	long long deadline = now_ms() + 5000, last = now_ms();
 
 	while (now_ms() < deadline && now_ms() - last < quiet_ms) {
@@ -128,7 +128,7 @@ static int obey(const int *fds, int n)
 
 static int listen_loopback(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct sockaddr_in a = {.sin_family = AF_INET};
 	socklen_t len = sizeof(a);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -143,7 +143,7 @@ static int listen_loopback(void)
 static int peer(int k, long long bytes)
 {
 	int lfd = listen_loopback(), fds[MAXCONN + 1];
-	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
 
 	for (int i = 0; i < k; i++) {
 		if (poll(&p, 1, 10000) != 1)
@@ -159,7 +159,7 @@ static int peer(int k, long long bytes)
 
 static int filler(int port, int k, bool send_too)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int fds[MAXCONN];
 
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -177,7 +177,7 @@ static int filler(int port, int k, bool send_too)
  * forks, closes its copies and waits; the child alone uses them. */
 static int forkfill(int port, int k)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int fds[MAXCONN], status;
 	pid_t pid;
 

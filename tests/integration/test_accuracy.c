@@ -25,10 +25,10 @@
 #include "harness.h"
 
 #define RECONCILE_MS 200
-#define SLACK_MS 300 /* scheduling + one ss run (~10-50 ms) on a loaded 2-core box */
-#define NCONN 4
-#define PEER_SEND (512 * 1024)
-#define GROUP "acc"
+#define SLACK_MS     300 /* scheduling + one ss run (~10-50 ms) on a loaded 2-core box */
+#define NCONN	     4
+#define PEER_SEND    (512 * 1024)
+#define GROUP	     "acc"
 /* Dead members are reaped on a live member's tick, every 10th tick in the
  * shim (shim/reconcile.c REAP_EVERY): allow 12 intervals plus slack. */
 #define REAP_MS (12 * RECONCILE_MS + SLACK_MS)
@@ -54,18 +54,25 @@ static int64_t tolerance(int64_t kernel)
 	return pct > 64 * 1024 ? pct : 64 * 1024;
 }
 
-static void spawn_pair(struct h_proc *peer, struct h_proc *fill, bool peer_preloaded,
-		       int peer_send, const char *fill_mode)
+static void spawn_pair(struct h_proc *peer, struct h_proc *fill, bool peer_preloaded, int peer_send,
+		       const char *fill_mode)
 {
-	struct h_spawn_opts po = { .preload = peer_preloaded, .ns = ns, .group = GROUP,
-				   .pipe_in = true, .pipe_out = true,
-				   .env = { "SOCKMEM_RECONCILE_MS=200" } };
+	struct h_spawn_opts po = {.preload = peer_preloaded,
+				  .ns = ns,
+				  .group = GROUP,
+				  .pipe_in = true,
+				  .pipe_out = true,
+				  .env = {"SOCKMEM_RECONCILE_MS=200"}};
 	struct h_spawn_opts fo = po;
 	char nconn[16], send[32], port[16], line[128];
-	const char *pargv[] = { h_helper_path(), "peer", nconn, send, NULL };
+	const char *pargv[] = {h_helper_path(), "peer", nconn, send, NULL};
 	bool forking = !strcmp(fill_mode, "forkfill");
-	const char *fargv[] = { h_helper_path(), forking ? "forkfill" : "fill", port, nconn,
-				strcmp(fill_mode, "nosend") ? NULL : "nosend", NULL };
+	const char *fargv[] = {h_helper_path(),
+			       forking ? "forkfill" : "fill",
+			       port,
+			       nconn,
+			       strcmp(fill_mode, "nosend") ? NULL : "nosend",
+			       NULL};
 	int rc;
 
 	fo.preload = true;

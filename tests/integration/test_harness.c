@@ -24,7 +24,7 @@ static const char sample[] =
 
 Test(harness, parse_ss)
 {
-	pid_t a_b[] = { 200, 100 }, c[] = { 300 }, none[] = { 4242 };
+	pid_t a_b[] = {200, 100}, c[] = {300}, none[] = {4242};
 	struct h_kmem k;
 
 	h_parse_ss(sample, a_b, 2, &k);
@@ -42,7 +42,7 @@ Test(harness, parse_ss)
 
 Test(harness, ss_sees_own_unread_data, .fini = h_cleanup, .timeout = 20)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct sockaddr_in a = {.sin_family = AF_INET};
 	socklen_t len = sizeof(a);
 	char buf[50000];
 	struct h_kmem k, m;

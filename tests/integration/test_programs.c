@@ -15,7 +15,7 @@
 
 #include "harness.h"
 
-#define GROUP "prog"
+#define GROUP	  "prog"
 #define SETTLE_MS 3000 /* bound on "returns to 0" after the last exit */
 
 static char ns[SOCKMEM_NS_MAX];
@@ -33,9 +33,13 @@ static void teardown(void)
 
 static struct h_spawn_opts prog_opts(const char *out, const char *err)
 {
-	struct h_spawn_opts o = { .preload = true, .third_party = true, .ns = ns,
-				  .group = GROUP, .out_path = out, .err_path = err,
-				  .env = { "SOCKMEM_RECONCILE_MS=200" } };
+	struct h_spawn_opts o = {.preload = true,
+				 .third_party = true,
+				 .ns = ns,
+				 .group = GROUP,
+				 .out_path = out,
+				 .err_path = err,
+				 .env = {"SOCKMEM_RECONCILE_MS=200"}};
 	return o;
 }
 
@@ -43,8 +47,8 @@ static void spawn_ok(struct h_proc *p, const char *const argv[], const struct h_
 {
 	int rc = h_spawn(p, argv, o);
 
-	cr_assert_eq(rc, 0, "cannot spawn %s: %s (install it for the integration tests)",
-		     argv[0], strerror(-rc));
+	cr_assert_eq(rc, 0, "cannot spawn %s: %s (install it for the integration tests)", argv[0],
+		     strerror(-rc));
 }
 
 /* Sample the group every 10 ms until `p` exits (or timeout_ms). */
@@ -56,8 +60,7 @@ static void watch_until_exit(struct h_proc *p, struct h_watch *w, int timeout_ms
 		h_watch_sample(w, ns, GROUP);
 		h_sleep_ms(10);
 	}
-	cr_assert_eq(h_wait(p, 0), 0, "pid %d still running after %d ms", (int)p->pid,
-		     timeout_ms);
+	cr_assert_eq(h_wait(p, 0), 0, "pid %d still running after %d ms", (int)p->pid, timeout_ms);
 }
 
 static void show_err(const char *what, const char *path)
@@ -88,8 +91,8 @@ static void assert_group(const char *what, const struct h_watch *w, int64_t min_
 		"processes=%lld\n",
 		what, w->samples, (long long)w->max_processes, (long long)w->max_sockets,
 		(long long)w->max_sock, (long long)w->max_current, (long long)st.peak,
-		(long long)w->max_kernel,
-		(long long)st.current, (long long)st.sock, (long long)st.processes);
+		(long long)w->max_kernel, (long long)st.current, (long long)st.sock,
+		(long long)st.processes);
 	cr_assert(w->seen, "%s: the group never appeared in namespace %s", what, ns);
 	cr_assert_geq(w->max_processes, 1, "%s: no member process seen", what);
 	cr_assert_gt(st.peak, min_peak, "%s: peak %lld <= %lld", what, (long long)st.peak,
@@ -128,12 +131,12 @@ static double iperf_bps(const char *json)
 Test(programs, iperf3, .init = setup, .fini = teardown, .timeout = 40)
 {
 	char port[16];
-	const char *sargv[] = { "iperf3", "-s", "-1", "-p", port, "-B", "127.0.0.1", NULL };
-	const char *cargv[] = { "iperf3", "-c", "127.0.0.1", "-p", port, "-t", "2", "-J", NULL };
+	const char *sargv[] = {"iperf3", "-s", "-1", "-p", port, "-B", "127.0.0.1", NULL};
+	const char *cargv[] = {"iperf3", "-c", "127.0.0.1", "-p", port, "-t", "2", "-J", NULL};
 	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
 	struct h_spawn_opts co = prog_opts(h_tmp_path("cli.json"), h_tmp_path("cli.err"));
 	struct h_proc srv, cli;
-	struct h_watch w = { .kernel = true };
+	struct h_watch w = {.kernel = true};
 	char *json;
 	double bps;
 
@@ -159,15 +162,14 @@ Test(programs, iperf3, .init = setup, .fini = teardown, .timeout = 40)
 Test(programs, curl_http_server, .init = setup, .fini = teardown, .timeout = 40)
 {
 	char port[16], url[96], www[2048];
-	const char *sargv[] = { h_python(), "-m", "http.server", port, "--bind", "127.0.0.1",
-				"--directory", www, NULL };
-	const char *cargv[] = { "curl", "-sS", "-f", "-o", h_tmp_path("got.bin"), url, NULL };
+	const char *sargv[] = {h_python(),  "-m",	   "http.server", port, "--bind",
+			       "127.0.0.1", "--directory", www,		  NULL};
+	const char *cargv[] = {"curl", "-sS", "-f", "-o", h_tmp_path("got.bin"), url, NULL};
 	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
 	struct h_spawn_opts co = prog_opts(NULL, h_tmp_path("cli.err"));
 	struct h_proc srv, cli;
-	struct h_watch w = { .kernel = true };
+	struct h_watch w = {.kernel = true};
 	char blob[4096];
-
 
 	/* Debian 12's curl deadlocks at start-up (in setlocale) under an
 	 * LD_PRELOADed libasan, with or without the shim: under the Sanitize
@@ -208,12 +210,12 @@ static void run_socat(const struct socat_case *c, int64_t min_peak)
 {
 	char lspec[128], cspec[128], out[4096];
 	const char *in = h_tmp_path("in.bin");
-	const char *sargv[] = { "socat", "-u", "-T", "2", lspec, out, NULL };
-	const char *cargv[] = { "socat", "-u", NULL, cspec, NULL };
+	const char *sargv[] = {"socat", "-u", "-T", "2", lspec, out, NULL};
+	const char *cargv[] = {"socat", "-u", NULL, cspec, NULL};
 	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
 	struct h_spawn_opts co = prog_opts(NULL, h_tmp_path("cli.err"));
 	struct h_proc srv, cli;
-	struct h_watch w = { .kernel = true };
+	struct h_watch w = {.kernel = true};
 	char inspec[4096];
 	int port = h_free_port(c->family, c->type);
 
@@ -239,8 +241,14 @@ static void run_socat(const struct socat_case *c, int64_t min_peak)
 Test(programs, socat_tcp4, .init = setup, .fini = teardown, .timeout = 40)
 {
 	static const struct socat_case c = {
-		"socat tcp4", "TCP4-LISTEN", ",bind=127.0.0.1,reuseaddr", "TCP4:127.0.0.1", "",
-		AF_INET, SOCK_STREAM, 16u << 20,
+		"socat tcp4",
+		"TCP4-LISTEN",
+		",bind=127.0.0.1,reuseaddr",
+		"TCP4:127.0.0.1",
+		"",
+		AF_INET,
+		SOCK_STREAM,
+		16u << 20,
 	};
 
 	run_socat(&c, 64 * 1024);
@@ -249,8 +257,8 @@ Test(programs, socat_tcp4, .init = setup, .fini = teardown, .timeout = 40)
 Test(programs, socat_tcp6, .init = setup, .fini = teardown, .timeout = 40)
 {
 	static const struct socat_case c = {
-		"socat tcp6", "TCP6-LISTEN", ",bind=[::1],reuseaddr", "TCP6:[::1]", "",
-		AF_INET6, SOCK_STREAM, 16u << 20,
+		"socat tcp6", "TCP6-LISTEN", ",bind=[::1],reuseaddr", "TCP6:[::1]", "", AF_INET6,
+		SOCK_STREAM,  16u << 20,
 	};
 
 	run_socat(&c, 64 * 1024);
@@ -261,8 +269,8 @@ Test(programs, socat_tcp6, .init = setup, .fini = teardown, .timeout = 40)
 Test(programs, socat_udp4, .init = setup, .fini = teardown, .timeout = 40)
 {
 	static const struct socat_case c = {
-		"socat udp4", "UDP4-RECV", ",bind=127.0.0.1", "UDP4-SENDTO:127.0.0.1", "",
-		AF_INET, SOCK_DGRAM, 64u << 10,
+		"socat udp4", "UDP4-RECV", ",bind=127.0.0.1", "UDP4-SENDTO:127.0.0.1",
+		"",	      AF_INET,	   SOCK_DGRAM,	      64u << 10,
 	};
 
 	run_socat(&c, 0);
@@ -280,12 +288,12 @@ Test(programs, socat_fork_server, .init = setup, .fini = teardown, .timeout = 40
 {
 	char lspec[128], cspec[128], out[4096], inspec[4096];
 	const char *in = h_tmp_path("in.bin");
-	const char *sargv[] = { "socat", "-u", lspec, out, NULL };
-	const char *cargv[] = { "socat", "-u", inspec, cspec, NULL };
+	const char *sargv[] = {"socat", "-u", lspec, out, NULL};
+	const char *cargv[] = {"socat", "-u", inspec, cspec, NULL};
 	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
 	struct h_spawn_opts co = prog_opts(NULL, h_tmp_path("cli.err"));
 	struct h_proc srv, cli;
-	struct h_watch w = { .kernel = true };
+	struct h_watch w = {.kernel = true};
 	int port = h_free_port(AF_INET, SOCK_STREAM);
 	int64_t size, want = 3 * (4 << 20);
 	uint64_t sum;
@@ -329,14 +337,14 @@ Test(programs, socat_fork_server, .init = setup, .fini = teardown, .timeout = 40
 Test(programs, iperf3_client_sigkill, .init = setup, .fini = teardown, .timeout = 40)
 {
 	char port[16], ctl[4096];
-	const char *sargv[] = { "iperf3", "-s", "-1", "-p", port, "-B", "127.0.0.1", NULL };
-	const char *cargv[] = { "iperf3", "-c", "127.0.0.1", "-p", port, "-t", "10", NULL };
-	const char *rargv[] = { ctl, "--namespace", ns, "reap", NULL };
+	const char *sargv[] = {"iperf3", "-s", "-1", "-p", port, "-B", "127.0.0.1", NULL};
+	const char *cargv[] = {"iperf3", "-c", "127.0.0.1", "-p", port, "-t", "10", NULL};
+	const char *rargv[] = {ctl, "--namespace", ns, "reap", NULL};
 	struct h_spawn_opts so = prog_opts(NULL, h_tmp_path("srv.err"));
-	struct h_spawn_opts ro = { .err_path = h_tmp_path("reap.err") };
+	struct h_spawn_opts ro = {.err_path = h_tmp_path("reap.err")};
 	struct h_proc srv, cli, reap;
 	struct sockmem_group_stat st;
-	struct h_watch w = { .kernel = true };
+	struct h_watch w = {.kernel = true};
 
 	snprintf(ctl, sizeof(ctl), "%s/sockmemctl", h_build_dir());
 	snprintf(port, sizeof(port), "%d", h_free_port(AF_INET, SOCK_STREAM));
@@ -349,9 +357,10 @@ Test(programs, iperf3_client_sigkill, .init = setup, .fini = teardown, .timeout 
 	cr_assert_eq(h_wait(&cli, 5000), 0);
 	watch_until_exit(&srv, &w, 10000); /* -1: ends after the broken test */
 	h_group_stat(ns, GROUP, &st);
-	fprintf(stderr, "[iperf3 sigkill] server exit %d; before reap: current=%lld "
-		"processes=%lld\n", h_exit_code(&srv), (long long)st.current,
-		(long long)st.processes);
+	fprintf(stderr,
+		"[iperf3 sigkill] server exit %d; before reap: current=%lld "
+		"processes=%lld\n",
+		h_exit_code(&srv), (long long)st.current, (long long)st.processes);
 	spawn_ok(&reap, rargv, &ro);
 	cr_assert_eq(h_wait(&reap, 5000), 0, "sockmemctl reap hung");
 	assert_exit0("sockmemctl reap", &reap, ro.err_path);
@@ -385,9 +394,9 @@ Test(programs, socat_blocked_sender_accuracy, .init = setup, .fini = teardown, .
 {
 	char cspec[128], inspec[4096], line[64], port[16];
 	const char *in = h_tmp_path("in.bin");
-	const char *pargv[] = { h_helper_path(), "peer", "1", "0", NULL };
-	const char *cargv[] = { "socat", "-u", inspec, cspec, NULL };
-	struct h_spawn_opts po = { .pipe_in = true, .pipe_out = true };
+	const char *pargv[] = {h_helper_path(), "peer", "1", "0", NULL};
+	const char *cargv[] = {"socat", "-u", inspec, cspec, NULL};
+	struct h_spawn_opts po = {.pipe_in = true, .pipe_out = true};
 	struct h_spawn_opts co = prog_opts(NULL, h_tmp_path("cli.err"));
 	struct sockmem_group_stat st;
 	struct h_proc peer, cli;
@@ -397,7 +406,8 @@ Test(programs, socat_blocked_sender_accuracy, .init = setup, .fini = teardown, .
 	cr_assert_eq(h_make_file(in, 64u << 20, 5), 0);
 	spawn_ok(&peer, pargv, &po);
 	cr_assert(h_read_line(&peer, line, sizeof(line), 5000) > 0 &&
-		  sscanf(line, "port %15s", port) == 1, "peer did not start");
+			  sscanf(line, "port %15s", port) == 1,
+		  "peer did not start");
 	snprintf(inspec, sizeof(inspec), "OPEN:%s", in);
 	snprintf(cspec, sizeof(cspec), "TCP4:127.0.0.1:%s", port);
 	spawn_ok(&cli, cargv, &co);
@@ -411,10 +421,12 @@ Test(programs, socat_blocked_sender_accuracy, .init = setup, .fini = teardown, .
 		if (diff <= tol)
 			break;
 	}
-	fprintf(stderr, "[socat blocked] group sock=%lld current=%lld | kernel=%lld (w=%lld r=%lld, "
-		"%d sockets) | diff=%lld tol=%lld at %lld ms\n", (long long)st.sock,
-		(long long)st.current, (long long)k.total, (long long)k.wqueued, (long long)k.rmem,
-		k.nsock, (long long)diff, (long long)tol, (long long)(h_now_ms() - t0));
+	fprintf(stderr,
+		"[socat blocked] group sock=%lld current=%lld | kernel=%lld (w=%lld r=%lld, "
+		"%d sockets) | diff=%lld tol=%lld at %lld ms\n",
+		(long long)st.sock, (long long)st.current, (long long)k.total, (long long)k.wqueued,
+		(long long)k.rmem, k.nsock, (long long)diff, (long long)tol,
+		(long long)(h_now_ms() - t0));
 	cr_assert_leq(diff, tol, "group %lld vs kernel %lld", (long long)st.sock,
 		      (long long)k.total);
 	/* The peer goes away: socat's write fails, it exits (status 1). */
