@@ -54,24 +54,28 @@ for t in $targets; do
   art=$build/fuzz/artifacts/$t
   log=$build/fuzz/$t.log
   mkdir -p "$work" "$art"
+  start=$SECONDS
+  touch "$art/.start" # only this run's reproducers count
   # shellcheck disable=SC2046
   "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$art/" $(opts_for "$t") ${FUZZ_ARGS:-} \
     "$work" "$here/corpus/$t" >"$log" 2>&1
   rc=$?
+  took=$((SECONDS - start))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   last=$(grep -E '^#[0-9]+' "$log" | tail -1)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$last")
-  crashes=$(find "$art" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
+  crashes=$(find "$art" -type f -newer "$art/.start" \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
     -o -name 'oom-*' \) | wc -l)
   verdict=ok
   if [[ $rc -ne 0 || $crashes -ne 0 ]]; then
-    verdict="FAILED (exit $rc; see $log)"
+    why=$(grep -m1 -E 'fuzz property violated|runtime error|SUMMARY:' "$log" | sed 's/^.*\(fuzz property\)/\1/')
+    verdict="FAILED (exit $rc: ${why:-see the log}; log $log)"
     status=1
   fi
-  echo "fuzz_$t: ${secs}s, ${execs:-?} execs (${rate:-?}/s), cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, crashes $crashes: $verdict"
+  echo "fuzz_$t: ${took}s, ${execs:-?} execs (${rate:-?}/s), cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, crashes $crashes: $verdict"
 done
 exit $status
