@@ -54,7 +54,8 @@ static const char usage_text[] =
 	"                          after it write one to fd OUT (see run-percall.py)\n"
 	"      --samples           JSON: add every batch's value as \"samples\"\n"
 	"      --clock wall|cpu    percall: time batches by the wall clock (default) or\n"
-	"                          the thread's CPU clock (leaves out preemption)\n"
+	"                          the thread's CPU clock (leaves out preemption);\n"
+	"                          stream: samples in Gbit/s or Gbit per CPU-second\n"
 	"      --ipv6              use ::1 instead of 127.0.0.1\n"
 	"      --json              print one JSON object instead of a summary\n"
 	"  -h, --help              this text\n"
@@ -271,6 +272,7 @@ static void add_params(const struct sm_lg_opts *o, struct sm_lg_report *r)
 	sm_lg_param_int(r, "threads", o->threads);
 	sm_lg_param_int(r, "slow_reader", (int64_t)o->slow_rate);
 	sm_lg_param_int(r, "sample_ms", o->sample_ms);
+	sm_lg_param_str(r, "clock", o->cpu_clock ? "cpu" : "wall");
 }
 
 int main(int argc, char **argv)

@@ -32,7 +32,7 @@ struct sm_lg_opts {
 	bool ipv6;
 	bool json;
 	bool samples;	/* JSON: include every batch's value */
-	bool cpu_clock; /* percall: time batches with the thread's CPU clock */
+	bool cpu_clock; /* percall: time with the thread's CPU clock; stream: per CPU-s */
 	int turn_in;	/* --turns: wait for a byte here before each batch (-1: off) */
 	int turn_out;	/* ... and pass it on here after the batch */
 };

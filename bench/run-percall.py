@@ -59,7 +59,13 @@ def workloads(a):
             "stream_1": (["stream", "-c", "1", "-t", "1", "-d", d] + b,
                          "gbit_per_s", "Gbit/s", True),
             "stream_8": (["stream", "-c", "8", "-t", "2", "-d", d] + b,
-                         "gbit_per_s", "Gbit/s", True)}
+                         "gbit_per_s", "Gbit/s", True),
+            # Throughput per CPU-second of the process: what a stream costs,
+            # whatever else the machine runs.
+            "stream_1_cpu": (["stream", "-c", "1", "-t", "1", "-d", d, "--clock", "cpu"] + b,
+                             "gbit_per_cpu_s", "Gbit per CPU-s", True),
+            "stream_8_cpu": (["stream", "-c", "8", "-t", "2", "-d", d, "--clock", "cpu"] + b,
+                             "gbit_per_cpu_s", "Gbit per CPU-s", True)}
 
 
 def log(msg):
