@@ -9,8 +9,12 @@
  * swaps E to DEAD and returns what it held. Hence, at any instant, the
  * counter holds at least the sum of the live E values, and at rest exactly.
  */
+#include <linux/kcmp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "account.h"
 #include "fdtable.h"
@@ -178,4 +182,45 @@ void sm_sock_release(struct sm_sock *st)
 			sm_cache_uncharge(c, e);
 	}
 	count_socket(-1);
+}
+
+/* Does the process charging st still hold it at the same fd number?
+ * (fork copies fd numbers; kcmp compares open file descriptions.) */
+static bool owner_holds(int fd, const struct sm_sock *st)
+{
+	long rc = syscall(SYS_kcmp, sm_pid, st->owner_pid, KCMP_FILE, fd, fd);
+
+	if (rc == 0)
+		return true;
+	if (rc > 0 || errno == EBADF || errno == ESRCH)
+		return false; /* closed, reused, or the owner is gone */
+	/* kcmp unavailable (seccomp, no CONFIG_KCMP): only a dead owner lets go. */
+	return !(kill(st->owner_pid, 0) < 0 && errno == ESRCH);
+}
+
+/*
+ * Adoption: a fork child charges an inherited socket once the process that
+ * charged it no longer holds it (accept-then-fork servers: the parent
+ * closes its copy, the child serves the connection). Until then the child
+ * passes it through, so a socket is never charged twice. Called on the
+ * child's use of the socket (rate-limited by the caller) and on its ticks;
+ * registers the child on first use. Caller preserves errno.
+ */
+bool sm_sock_adopt(int fd, struct sm_sock *st)
+{
+	uint32_t old = atomic_load(&st->epoch);
+
+	if (old == sm_epoch)
+		return true;
+	if (old == SM_EPOCH_ADOPTING || !sm_proc_ensure() || owner_holds(fd, st))
+		return false;
+	if (!atomic_compare_exchange_strong(&st->epoch, &old, SM_EPOCH_ADOPTING))
+		return false; /* another thread of ours is adopting it */
+	/* The estimate is our copy of the old owner's: we have charged nothing. */
+	atomic_store(&st->est, 0);
+	atomic_store(&st->pending, 0);
+	st->owner_pid = sm_pid;
+	atomic_store_explicit(&st->epoch, sm_epoch, memory_order_release);
+	sm_sock_opened();
+	return true;
 }

@@ -108,7 +108,8 @@ struct sm_sock *sm_sock_new(int family, int type, uint64_t ino)
 	atomic_store_explicit(&st->pending, 0, memory_order_relaxed);
 	atomic_store_explicit(&st->tick, 0, memory_order_relaxed);
 	atomic_store_explicit(&st->refs, 1, memory_order_relaxed);
-	st->epoch = sm_epoch;
+	atomic_store_explicit(&st->epoch, sm_epoch, memory_order_relaxed);
+	st->owner_pid = sm_pid;
 	st->family = (uint16_t)family;
 	st->type = (uint16_t)type;
 	st->ino = ino;

@@ -55,17 +55,27 @@ struct sm_sock {
 	_Atomic uint32_t refs; /* table entries referring to it (RMW) */
 	_Atomic uint32_t next; /* free/retired list link (pool index) */
 	_Atomic uint32_t tick; /* W/R: helper only: last tick that reconciled it */
-	uint32_t epoch;	       /* sm_epoch at creation; W: creator before install */
+	/* The epoch (sm_epoch) of the process charging it: set by the
+	 * creator before install; in a fork child, CAS to SM_EPOCH_ADOPTING
+	 * then to the child's epoch by the thread that adopts it (account.c). */
+	_Atomic uint32_t epoch;
+	int32_t owner_pid;     /* pid of the process charging it (same writers) */
 	uint32_t idx;	       /* own pool index (immutable) */
 	uint16_t family, type; /* W: creator before install */
 	uint64_t ino;	       /* st_ino at creation (stale-entry detection) */
 };
 
-/* A state is this process's own (charged) unless it was inherited over
- * fork: the child bumps sm_epoch, the parent keeps ownership. */
+#define SM_EPOCH_ADOPTING UINT32_MAX
+
+/*
+ * A state is this process's own (charged) unless it was inherited over fork
+ * (the child bumps sm_epoch) and not adopted yet: a socket is charged by
+ * one process at a time, its creator while the creator holds it, then the
+ * first descendant that uses it (see sm_sock_adopt).
+ */
 static inline bool sm_sock_owned(const struct sm_sock *st)
 {
-	return st->epoch == sm_epoch;
+	return atomic_load_explicit(&st->epoch, memory_order_acquire) == sm_epoch;
 }
 
 struct sm_fdchunk {
@@ -123,6 +133,9 @@ void sm_fd_for_each(void (*fn)(int fd, struct sm_sock *st, void *arg), void *arg
 void sm_sock_recycle(void);
 
 /* account.c: the socket's final release (returns its whole charge). */
+/* account.c: take over an inherited socket if its owner no longer holds it
+ * (slow path; true if this process charges it now). */
+bool sm_sock_adopt(int fd, struct sm_sock *st);
 void sm_sock_release(struct sm_sock *st);
 
 #endif /* SOCKMEM_SHIM_FDTABLE_H */

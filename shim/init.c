@@ -111,6 +111,11 @@ static int attach(char *err, size_t errlen)
 	return 0;
 }
 
+static void reset_pending(int fd, struct sm_sock *st, void *arg)
+{
+	atomic_store_explicit(&st->pending, 0, memory_order_relaxed);
+}
+
 static void fork_prepare(void)
 {
 	if (!sm_active)
@@ -138,6 +143,8 @@ static void fork_child(void)
 	sm_pid = (int)syscall(SYS_getpid);
 	sm_tcache_forget();
 	atomic_store(&sm_proc, SOCKMEM_NONE);
+	/* Inherited states: the first use in this process checks adoption. */
+	sm_fd_for_each(reset_pending, NULL);
 	pthread_mutex_init(&proc_lock, NULL);
 }
 

@@ -29,6 +29,21 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
 
 #define RX_SKIP (MSG_PEEK | MSG_ERRQUEUE) /* nothing leaves the queue */
 
+/* An inherited socket in use: try to adopt it (sm_sock_adopt) on the first
+ * use after fork and then every SOCKMEM_RECONCILE_BYTES of traffic. */
+static bool adopt_on_use(int fd, struct sm_sock *st, int64_t n)
+{
+	int64_t every = sm_cfg.reconcile_bytes > 0 ? sm_cfg.reconcile_bytes : 256 * 1024;
+	int64_t old = atomic_load_explicit(&st->pending, memory_order_relaxed);
+
+	if (old != 0 && old + n < every) {
+		atomic_store_explicit(&st->pending, old + n, memory_order_relaxed);
+		return false;
+	}
+	atomic_store_explicit(&st->pending, 1, memory_order_relaxed);
+	return sm_sock_adopt(fd, st);
+}
+
 static __attribute__((noinline)) void account_slow(int fd, int64_t n, bool tx)
 {
 	int saved = errno;
@@ -37,12 +52,16 @@ static __attribute__((noinline)) void account_slow(int fd, int64_t n, bool tx)
 	sm_nest++;
 	sm_rcu_lock();
 	st = sm_fd_peek(fd);
-	if (st && sm_sock_owned(st) && sm_likely(sm_active)) { /* re-check: see sm_fini */
-		if (tx)
-			sm_sock_charge(st, n);
-		else
-			sm_sock_uncharge(st, n);
-		sm_reconcile_traffic(fd, st, n);
+	if (st && sm_likely(sm_active)) { /* re-check: see sm_fini */
+		if (sm_sock_owned(st)) {
+			if (tx)
+				sm_sock_charge(st, n);
+			else
+				sm_sock_uncharge(st, n);
+			sm_reconcile_traffic(fd, st, n);
+		} else if (adopt_on_use(fd, st, n)) {
+			sm_reconcile(fd, st); /* charge what it holds now */
+		}
 	}
 	sm_rcu_unlock();
 	sm_nest--;

@@ -16,10 +16,10 @@
  * Raw system calls: used while this thread is inside dlsym (re-entry) and
  * for symbols the running libc does not have. Same return/errno contract.
  */
-#define RAW(ret, name, params, expr)                                                       \
-	static ret raw_##name params                                                       \
-	{                                                                                  \
-		return (ret)(expr);                                                        \
+#define RAW(ret, name, params, expr)                                                               \
+	static ret raw_##name params                                                               \
+	{                                                                                          \
+		return (ret)(expr);                                                                \
 	}
 RAW(ssize_t, send, (int fd, const void *b, size_t n, int fl),
     syscall(SYS_sendto, fd, b, n, fl, NULL, 0))
@@ -94,8 +94,8 @@ static void bind_all(void)
 	void *p;
 
 	binding = 1;
-#define BIND(ret, name, params, args)                                                      \
-	p = lookup(#name);                                                                 \
+#define BIND(ret, name, params, args)                                                              \
+	p = lookup(#name);                                                                         \
 	sm_real.name = p ? (ret(*) params)p : raw_##name;
 	SM_REAL_LIST(BIND)
 #undef BIND
@@ -112,13 +112,13 @@ void sm_real_bind(void)
 }
 
 /* Trampolines: the table's initial values. */
-#define TRAMPOLINE(ret, name, params, args)                                                \
-	static ret first_##name params                                                     \
-	{                                                                                  \
-		if (binding)                                                               \
-			return raw_##name args;                                            \
-		sm_real_bind();                                                            \
-		return sm_real.name args;                                                  \
+#define TRAMPOLINE(ret, name, params, args)                                                        \
+	static ret first_##name params                                                             \
+	{                                                                                          \
+		if (binding)                                                                       \
+			return raw_##name args;                                                    \
+		sm_real_bind();                                                                    \
+		return sm_real.name args;                                                          \
 	}
 SM_REAL_LIST(TRAMPOLINE)
 #undef TRAMPOLINE

@@ -92,8 +92,10 @@ static void tick_one(int fd, struct sm_sock *st, void *arg)
 {
 	struct stat sb;
 
-	if (!sm_sock_owned(st) || atomic_load(&st->tick) == tick_no)
-		return; /* inherited, or a dup already done this tick */
+	if (atomic_load(&st->tick) == tick_no)
+		return; /* a dup already done this tick */
+	if (!sm_sock_owned(st) && !sm_sock_adopt(fd, st))
+		return; /* inherited, and its owner still holds it */
 	atomic_store(&st->tick, tick_no);
 	if (tick_no % CHECK_EVERY == 0 && fstat(fd, &sb) == 0 && (uint64_t)sb.st_ino != st->ino) {
 		drop_stale(fd, st);

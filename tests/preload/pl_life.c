@@ -16,6 +16,8 @@
  *                                                interrupting send/recv
  *   pl-life stress                               threads share sockets, dup and
  *                                                close while the helper reconciles
+ *   pl-life handoff                              accept-then-fork: the parent closes
+ *                                                its copies, the child's use is charged
  *   pl-life self_exec                            exec without fork: the old image's
  *                                                record is returned
  *
@@ -440,6 +442,39 @@ static int do_stress(void)
 	return 0;
 }
 
+static int do_handoff(void)
+{
+	int a, b, status, go[2];
+	pid_t pid;
+	char c;
+
+	tcp_pair(&a, &b);
+	if (pipe(go))
+		die("pipe");
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		if (read(go[0], &c, 1) != 1)
+			die("read go");
+		send_all(a, N);
+		usleep(50000);
+		phase("child_sent", meminfo(a) + meminfo(b));
+		close(a);
+		close(b);
+		phase("child_closed", 0);
+		exit(0);
+	}
+	close(a); /* the parent hands the connection over */
+	close(b);
+	if (write(go[1], "g", 1) != 1)
+		die("write go");
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+		die("child");
+	phase("parent", 0);
+	return 0;
+}
+
 /* Replace this image (same pid): the new image must return the old one's
  * charges (its record looks alive to the reaper: same pid, same start). */
 static int do_self_exec(const char *self)
@@ -494,6 +529,8 @@ int main(int argc, char **argv)
 		return do_signals();
 	if (!strcmp(m, "stress"))
 		return do_stress();
+	if (!strcmp(m, "handoff"))
+		return do_handoff();
 	if (!strcmp(m, "self_exec"))
 		return do_self_exec(argv[0]);
 	if (!strcmp(m, "exec_child"))

@@ -256,3 +256,43 @@ Test(life, threads_race_on_shared_sockets)
 	static const char *fast[] = {"SOCKMEM_RECONCILE_MS=2", "SOCKMEM_RECONCILE_BYTES=4K", NULL};
 	run("stress", s, fast);
 }
+
+/* Accept-then-fork servers: the parent closes its copies after fork and the
+ * child serves the connection: the child adopts the sockets (kcmp shows the
+ * parent no longer holds them) and its use is charged, once. */
+Test(life, fork_handoff_is_charged_by_the_child)
+{
+	const char *args[] = {"handoff", NULL};
+	struct pl_opts o = {.group = "life",
+			    .preload = true,
+			    .extra = {"SOCKMEM_RECONCILE_MS=20", "SOCKMEM_RECONCILE_BYTES=0"}};
+	struct sockmem_group_stat st;
+	struct pl_child c;
+	char ns[64], rest[64];
+	long truth;
+
+	pl_ns(ns, sizeof(ns), "life-handoff");
+	o.ns = ns;
+	cr_assert_eq(pl_spawn(&c, "sockmem-pl-life", args, &o), 0);
+	cr_assert_eq(pl_expect(&c, "child_sent", rest, sizeof(rest)), 0);
+	truth = atol(rest);
+	cr_assert_gt(truth, N / 2, "kernel holds only %ld", truth);
+	cr_expect(pl_stat_until(ns, "life", &st, sock_near, truth, 3000), "sock %lld, kernel %ld",
+		  (long long)st.sock, truth);
+	cr_expect_eq(st.sockets, 2, "sockets %lld", (long long)st.sockets);
+	cr_expect_eq(st.processes, 2, "processes %lld", (long long)st.processes);
+	pl_go(&c);
+	cr_assert_eq(pl_expect(&c, "child_closed", NULL, 0), 0);
+	cr_assert_eq(pl_stat(ns, "life", &st), 0);
+	cr_expect_eq(st.sock, 0);
+	cr_expect_eq(st.sockets, 0);
+	pl_go(&c);
+	cr_assert_eq(pl_expect(&c, "parent", NULL, 0), 0);
+	cr_assert_eq(pl_stat(ns, "life", &st), 0);
+	cr_expect_eq(st.processes, 1);
+	pl_go(&c);
+	cr_expect_eq(pl_wait(&c, 10000), 0);
+	cr_assert_eq(pl_stat(ns, "life", &st), 0);
+	cr_expect_eq(st.current, 0);
+	sockmem_unlink(ns);
+}
