@@ -17,13 +17,13 @@
 #include "cache.h"
 #include "core.h"
 
-#define RLX(p) atomic_load_explicit((p), memory_order_relaxed)
-#define ACQ(p) atomic_load_explicit((p), memory_order_acquire)
+#define RLX(p)	  atomic_load_explicit((p), memory_order_relaxed)
+#define ACQ(p)	  atomic_load_explicit((p), memory_order_acquire)
 #define SET(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
 #define ADD(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 
 /* Bounded waits: a drainer holds `steal` for at most about WAIT_NS. */
-#define WAIT_NS 2000000u
+#define WAIT_NS	      2000000u
 #define OWNER_WAIT_NS 50000000u
 
 bool sm_cache_fence;
@@ -115,8 +115,7 @@ static void init_slot(struct sockmem_slot *s, uint32_t proc, uint32_t group)
 }
 
 /* Concurrency: the calling thread only; lock-free claim (CAS FREE->CLAIMED). */
-int sockmem_cache_attach(sockmem_seg_t *seg, uint32_t proc, int64_t batch,
-			 struct sockmem_cache *c)
+int sockmem_cache_attach(sockmem_seg_t *seg, uint32_t proc, int64_t batch, struct sockmem_cache *c)
 {
 	struct sockmem_proc *p = sockmem_proc_at(seg, proc);
 	uint32_t start;
@@ -326,7 +325,7 @@ out:
 /* Drain slots [from, to) charging `group` or below. */
 static int64_t drain_chunk(sockmem_seg_t *seg, uint32_t group, uint32_t from, uint32_t to)
 {
-	uint64_t mine[CHUNK / 64] = { 0 };
+	uint64_t mine[CHUNK / 64] = {0};
 	int64_t taken = 0;
 	bool any = false;
 

@@ -12,7 +12,7 @@
 
 #include "core.h"
 
-#define RLX(p) atomic_load_explicit((p), memory_order_relaxed)
+#define RLX(p)	  atomic_load_explicit((p), memory_order_relaxed)
 #define ADD(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 
 /*
@@ -29,9 +29,8 @@ static void update_peak(struct sockmem_group *g, int64_t u)
 {
 	int64_t p = RLX(&g->peak);
 
-	while (u > p && !atomic_compare_exchange_weak_explicit(&g->peak, &p, u,
-							       memory_order_relaxed,
-							       memory_order_relaxed))
+	while (u > p && !atomic_compare_exchange_weak_explicit(
+				&g->peak, &p, u, memory_order_relaxed, memory_order_relaxed))
 		;
 }
 
@@ -53,8 +52,7 @@ static bool level_try(struct sockmem_group *g, int64_t nr, int64_t *nu)
 	do {
 		if (u > RLX(&g->max) - nr)
 			return false;
-	} while (!atomic_compare_exchange_weak_explicit(&g->usage, &u, u + nr,
-							memory_order_relaxed,
+	} while (!atomic_compare_exchange_weak_explicit(&g->usage, &u, u + nr, memory_order_relaxed,
 							memory_order_relaxed));
 	*nu = u + nr;
 	return true;

@@ -26,7 +26,8 @@ static const char *component_error(const char *p, size_t cl)
 		return "'.' and '..' are not group names";
 	for (size_t k = 0; k < cl; k++)
 		if (!name_char(p[k]))
-			return "invalid character (allowed: A-Z a-z 0-9 _ . - and '/' between names)";
+			return "invalid character (allowed: A-Z a-z 0-9 _ . - and '/' between "
+			       "names)";
 	return NULL;
 }
 
@@ -389,8 +390,8 @@ void sockmem_enter_pressure(sockmem_seg_t *seg, uint32_t group, uint64_t period_
 	do {
 		if (old >= until)
 			return;
-	} while (!atomic_compare_exchange_weak_explicit(&g->pressure_until_ns, &old, until,
-							memory_order_relaxed, memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(
+		&g->pressure_until_ns, &old, until, memory_order_relaxed, memory_order_relaxed));
 	if (old <= now)
 		atomic_fetch_add_explicit(&g->ev_pressure, 1, memory_order_relaxed);
 }

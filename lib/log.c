@@ -17,7 +17,7 @@
 
 int sm_log_level = SM_LOG_WARN;
 
-static const char *const level_names[] = { "error", "warning", "info", "debug" };
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
 /* Append with truncation; returns the new length (never beyond cap - 1). */
 static size_t put(char *buf, size_t n, size_t cap, const char *s)

@@ -17,7 +17,7 @@
 
 #include "core.h"
 
-#define RLX(p) atomic_load_explicit((p), memory_order_relaxed)
+#define RLX(p)	  atomic_load_explicit((p), memory_order_relaxed)
 #define ADD(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 
 /* Skip `n` space-separated fields. */
@@ -171,7 +171,8 @@ int64_t sm_proc_release(sockmem_seg_t *seg, uint32_t idx)
 	else if (held < 0)
 		sm_log_once(SM_LOG_ERROR,
 			    "segment %s: process record %u held %lld bytes (negative: an "
-			    "accounting bug)", seg->name, idx, (long long)held);
+			    "accounting bug)",
+			    seg->name, idx, (long long)held);
 	if (g) {
 		ADD(&g->sockets, -atomic_exchange(&p->sockets, 0));
 		ADD(&g->processes, -1);
@@ -219,8 +220,10 @@ static void free_abandoned_groups(sockmem_seg_t *seg)
 		struct sockmem_group *g = &seg->groups[i];
 
 		if (RLX(&g->state) == SOCKMEM_CLAIMED || RLX(&g->state) == SOCKMEM_DEAD) {
-			sm_log(SM_LOG_WARN, "segment %s: freeing group entry %u abandoned by a dead "
-			       "process", seg->name, i);
+			sm_log(SM_LOG_WARN,
+			       "segment %s: freeing group entry %u abandoned by a dead "
+			       "process",
+			       seg->name, i);
 			atomic_store_explicit(&g->state, SOCKMEM_FREE, memory_order_release);
 		}
 	}

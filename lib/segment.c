@@ -20,9 +20,9 @@
 
 #include "core.h"
 
-#define SHM_DIR "/dev/shm"
+#define SHM_DIR	   "/dev/shm"
 #define SHM_PREFIX "/sockmem-"
-#define CAP_MAX (1u << 20)
+#define CAP_MAX	   (1u << 20)
 
 /* ---- names ----------------------------------------------------------- */
 
@@ -38,8 +38,8 @@ int sockmem_ns_valid(const char *ns)
 
 		if (n >= SOCKMEM_NS_MAX - 1)
 			return -EINVAL;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
 			return -EINVAL;
 	}
 	/* "." and ".." would name odd files; a leading '.' hides it. */
@@ -133,8 +133,10 @@ struct layout {
 };
 
 static const uint32_t table_size[4] = {
-	sizeof(struct sockmem_group), sizeof(struct sockmem_proc),
-	sizeof(struct sockmem_slot), sizeof(struct sockmem_trace),
+	sizeof(struct sockmem_group),
+	sizeof(struct sockmem_proc),
+	sizeof(struct sockmem_slot),
+	sizeof(struct sockmem_trace),
 };
 
 static uint64_t align_up(uint64_t v, uint64_t a)
@@ -145,10 +147,10 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 static int plan_layout(const struct sockmem_open_opts *o, struct layout *l, char *err,
 		       size_t errlen)
 {
-	uint32_t want[4] = { o->groups, o->procs, o->slots, o->traces };
-	static const uint32_t def[4] = { SOCKMEM_DEFAULT_GROUPS, SOCKMEM_DEFAULT_PROCS,
-					 SOCKMEM_DEFAULT_SLOTS, SOCKMEM_DEFAULT_TRACES };
-	static const char *const what[4] = { "groups", "procs", "slots", "traces" };
+	uint32_t want[4] = {o->groups, o->procs, o->slots, o->traces};
+	static const uint32_t def[4] = {SOCKMEM_DEFAULT_GROUPS, SOCKMEM_DEFAULT_PROCS,
+					SOCKMEM_DEFAULT_SLOTS, SOCKMEM_DEFAULT_TRACES};
+	static const char *const what[4] = {"groups", "procs", "slots", "traces"};
 	uint64_t pos = align_up(sizeof(struct sockmem_header), SOCKMEM_CACHELINE);
 
 	for (int i = 0; i < 4; i++) {
@@ -230,7 +232,7 @@ static int create_seg(const char *name, const char *ns, const struct sockmem_ope
 		      sockmem_seg_t *seg, char *err, size_t errlen)
 {
 	char tmp[SOCKMEM_NS_MAX + 64], from[sizeof(tmp) + 16], to[SOCKMEM_NS_MAX + 32];
-	struct layout l = { 0 };
+	struct layout l = {0};
 	uint32_t rnd = 0;
 	void *base;
 	int fd, rc;
@@ -243,8 +245,8 @@ static int create_seg(const char *name, const char *ns, const struct sockmem_ope
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%08x", name, (int)getpid(), rnd);
 	fd = shm_open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return sm_fail(err, errlen, -errno, "segment %s: cannot create %s: %s", name,
-			       tmp, strerror(errno));
+		return sm_fail(err, errlen, -errno, "segment %s: cannot create %s: %s", name, tmp,
+			       strerror(errno));
 	/* The umask may have cleared bits; set exactly 0600 on purpose. */
 	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)l.total) < 0) {
 		rc = sm_fail(err, errlen, -errno, "segment %s: cannot size %s: %s", name, tmp,
@@ -289,9 +291,8 @@ static int check_file(const char *name, const struct stat *st, const struct sock
 			       "segment %s: owned by uid %u, not by this user (uid %u)", name,
 			       (unsigned)st->st_uid, (unsigned)me);
 	if (st->st_mode & 0177)
-		return sm_fail(err, errlen, -EACCES,
-			       "segment %s: mode %04o is wider than 0600", name,
-			       (unsigned)(st->st_mode & 07777));
+		return sm_fail(err, errlen, -EACCES, "segment %s: mode %04o is wider than 0600",
+			       name, (unsigned)(st->st_mode & 07777));
 	return 0;
 }
 
@@ -300,10 +301,9 @@ static int check_file(const char *name, const struct stat *st, const struct sock
  * right now (child freed, then its parent) can look inconsistent for a few
  * instructions. A real fault fails every attempt; a race passes the next.
  */
-static int validate_settled(const void *base, size_t len, uint32_t uid, char *err,
-			    size_t errlen)
+static int validate_settled(const void *base, size_t len, uint32_t uid, char *err, size_t errlen)
 {
-	struct timespec ts = { 0, 1000 * 1000 };
+	struct timespec ts = {0, 1000 * 1000};
 	int rc = 0;
 
 	for (int i = 0; i < 3; i++) {

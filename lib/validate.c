@@ -29,8 +29,8 @@ static int check_header(const struct sockmem_header *h, size_t len, uint32_t uid
 		return sm_fail(err, errlen, -EPROTO, "ABI version %u, this library speaks %u",
 			       h->abi_version, SOCKMEM_ABI_VERSION);
 	if (h->header_size != sizeof(*h))
-		return sm_fail(err, errlen, -EPROTO, "header size %u, expected %zu",
-			       h->header_size, sizeof(*h));
+		return sm_fail(err, errlen, -EPROTO, "header size %u, expected %zu", h->header_size,
+			       sizeof(*h));
 	if (h->total_size != len)
 		return sm_fail(err, errlen, -EPROTO,
 			       "size %llu in the header but the file has %zu bytes (truncated?)",
@@ -43,8 +43,8 @@ static int check_header(const struct sockmem_header *h, size_t len, uint32_t uid
 	return 0;
 }
 
-static int check_table(const struct table *t, const struct table *all, int n, size_t len,
-		       char *err, size_t errlen)
+static int check_table(const struct table *t, const struct table *all, int n, size_t len, char *err,
+		       size_t errlen)
 {
 	uint64_t end;
 
@@ -52,8 +52,8 @@ static int check_table(const struct table *t, const struct table *all, int n, si
 		return sm_fail(err, errlen, -EPROTO, "%s record size %u, expected %u", t->name,
 			       t->size, t->want);
 	if (t->cap == 0 || t->cap > CAP_MAX)
-		return sm_fail(err, errlen, -EPROTO, "%s capacity %u out of range (1..%u)",
-			       t->name, t->cap, CAP_MAX);
+		return sm_fail(err, errlen, -EPROTO, "%s capacity %u out of range (1..%u)", t->name,
+			       t->cap, CAP_MAX);
 	if (t->off % SOCKMEM_CACHELINE || t->off < sizeof(struct sockmem_header) || t->off > len)
 		return sm_fail(err, errlen, -EPROTO, "%s table offset %llu invalid", t->name,
 			       (unsigned long long)t->off);
@@ -75,14 +75,14 @@ static int check_table(const struct table *t, const struct table *all, int n, si
 static int check_tables(const struct sockmem_header *h, size_t len, char *err, size_t errlen)
 {
 	const struct table t[4] = {
-		{ "group", h->group_capacity, h->group_size, sizeof(struct sockmem_group),
-		  h->group_offset },
-		{ "process", h->proc_capacity, h->proc_size, sizeof(struct sockmem_proc),
-		  h->proc_offset },
-		{ "slot", h->slot_capacity, h->slot_size, sizeof(struct sockmem_slot),
-		  h->slot_offset },
-		{ "trace", h->trace_capacity, h->trace_size, sizeof(struct sockmem_trace),
-		  h->trace_offset },
+		{"group", h->group_capacity, h->group_size, sizeof(struct sockmem_group),
+		 h->group_offset},
+		{"process", h->proc_capacity, h->proc_size, sizeof(struct sockmem_proc),
+		 h->proc_offset},
+		{"slot", h->slot_capacity, h->slot_size, sizeof(struct sockmem_slot),
+		 h->slot_offset},
+		{"trace", h->trace_capacity, h->trace_size, sizeof(struct sockmem_trace),
+		 h->trace_offset},
 	};
 	int rc;
 
@@ -127,11 +127,11 @@ static int check_group_parent(const void *base, const struct sockmem_header *h, 
 			       h->group_capacity);
 	copy_rec(&p, base, h->group_offset, h->group_size, g->parent);
 	if (p.state != SOCKMEM_LIVE)
-		return sm_fail(err, errlen, -EPROTO, "group %u parent %u is not live (state %u)",
-			       i, g->parent, p.state);
+		return sm_fail(err, errlen, -EPROTO, "group %u parent %u is not live (state %u)", i,
+			       g->parent, p.state);
 	if (g->depth != p.depth + 1 || g->depth > SM_DEPTH_MAX)
-		return sm_fail(err, errlen, -EPROTO, "group %u depth %u, parent %u has depth %u",
-			       i, g->depth, g->parent, p.depth);
+		return sm_fail(err, errlen, -EPROTO, "group %u depth %u, parent %u has depth %u", i,
+			       g->depth, g->parent, p.depth);
 	plen = strnlen(p.path, sizeof(p.path));
 	if (plen >= sizeof(p.path) || strncmp(g->path, p.path, plen) != 0 || g->path[plen] != '/')
 		return sm_fail(err, errlen, -EPROTO,
@@ -160,26 +160,25 @@ static int check_group(const void *base, const struct sockmem_header *h, uint32_
 	return check_group_parent(base, h, i, &g, err, errlen);
 }
 
-static int check_procs(const void *base, const struct sockmem_header *h, char *err,
-		       size_t errlen)
+static int check_procs(const void *base, const struct sockmem_header *h, char *err, size_t errlen)
 {
 	struct sockmem_proc p;
 
 	for (uint32_t i = 0; i < h->proc_capacity; i++) {
 		copy_rec(&p, base, h->proc_offset, h->proc_size, i);
 		if (p.state > SOCKMEM_DEAD)
-			return sm_fail(err, errlen, -EPROTO, "process record %u has invalid state %u",
-				       i, p.state);
-		if (p.state == SOCKMEM_LIVE && p.group >= h->group_capacity)
 			return sm_fail(err, errlen, -EPROTO,
-				       "process record %u group index %u out of range (capacity %u)",
-				       i, p.group, h->group_capacity);
+				       "process record %u has invalid state %u", i, p.state);
+		if (p.state == SOCKMEM_LIVE && p.group >= h->group_capacity)
+			return sm_fail(
+				err, errlen, -EPROTO,
+				"process record %u group index %u out of range (capacity %u)", i,
+				p.group, h->group_capacity);
 	}
 	return 0;
 }
 
-static int check_slots(const void *base, const struct sockmem_header *h, char *err,
-		       size_t errlen)
+static int check_slots(const void *base, const struct sockmem_header *h, char *err, size_t errlen)
 {
 	struct sockmem_slot s;
 
@@ -191,15 +190,15 @@ static int check_slots(const void *base, const struct sockmem_header *h, char *e
 		if (s.state != SOCKMEM_LIVE)
 			continue;
 		if (s.proc >= h->proc_capacity || s.group >= h->group_capacity)
-			return sm_fail(err, errlen, -EPROTO,
-				       "slot %u process %u / group %u out of range (capacities %u/%u)",
-				       i, s.proc, s.group, h->proc_capacity, h->group_capacity);
+			return sm_fail(
+				err, errlen, -EPROTO,
+				"slot %u process %u / group %u out of range (capacities %u/%u)", i,
+				s.proc, s.group, h->proc_capacity, h->group_capacity);
 	}
 	return 0;
 }
 
-static int check_traces(const void *base, const struct sockmem_header *h, char *err,
-			size_t errlen)
+static int check_traces(const void *base, const struct sockmem_header *h, char *err, size_t errlen)
 {
 	struct sockmem_trace t;
 
@@ -224,8 +223,8 @@ int sockmem_validate(const void *base, size_t len, uint32_t file_uid, char *err,
 	int rc;
 
 	if (!base || len < sizeof(h))
-		return sm_fail(err, errlen, -EPROTO, "truncated: %zu bytes, smaller than the header",
-			       len);
+		return sm_fail(err, errlen, -EPROTO,
+			       "truncated: %zu bytes, smaller than the header", len);
 	memcpy(&h, base, sizeof(h));
 	rc = check_header(&h, len, file_uid, err, errlen);
 	if (rc == 0)

@@ -164,7 +164,7 @@ Test(cache, drain_idle_thread)
 {
 	sockmem_seg_t *seg = t_open("k-drain-thread");
 	uint32_t g = t_group(seg, "a/b"), a;
-	struct idle_arg arg = { .seg = seg };
+	struct idle_arg arg = {.seg = seg};
 	pthread_t t;
 
 	sockmem_group_lookup(seg, "a", &a);
@@ -211,7 +211,7 @@ Test(cache, drain_skips_other_subtrees)
 
 static void child_charge_and_sleep(const char *ns, int wfd)
 {
-	struct sockmem_open_opts o = { .ns = ns };
+	struct sockmem_open_opts o = {.ns = ns};
 	char err[SOCKMEM_ERRLEN];
 	struct sockmem_cache c;
 	sockmem_seg_t *seg;
@@ -299,7 +299,7 @@ Test(cache, never_over_max_from_two_threads)
 	t_limits(seg, g, FILL_MAX, SOCKMEM_KEEP, SOCKMEM_KEEP);
 	pthread_barrier_init(&done, NULL, 2);
 	for (int i = 0; i < 2; i++) {
-		arg[i] = (struct fill_arg){ .seg = seg, .proc = reg(seg, g), .done = &done };
+		arg[i] = (struct fill_arg){.seg = seg, .proc = reg(seg, g), .done = &done};
 		pthread_create(&t[i], NULL, fill_thread, &arg[i]);
 	}
 	for (int n = 0; n < 200000; n++) {

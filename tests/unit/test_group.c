@@ -14,24 +14,12 @@ struct path_case {
 };
 
 static const struct path_case path_cases[] = {
-	{ "a", true },
-	{ "a/b/c", true },
-	{ "tenant-a/web_1.x", true },
-	{ "...", true },
-	{ ".a/..b", true },
-	{ "", false },
-	{ "/a", false },
-	{ "a/", false },
-	{ "a//b", false },
-	{ ".", false },
-	{ "..", false },
-	{ "a/./b", false },
-	{ "a/../b", false },
-	{ "a/..", false },
-	{ "a b", false },
-	{ "a\tb", false },
-	{ "a:b", false },
-	{ "caf\xc3\xa9", false },
+	{"a", true},	   {"a/b/c", true},  {"tenant-a/web_1.x", true},
+	{"...", true},	   {".a/..b", true}, {"", false},
+	{"/a", false},	   {"a/", false},    {"a//b", false},
+	{".", false},	   {"..", false},    {"a/./b", false},
+	{"a/../b", false}, {"a/..", false},  {"a b", false},
+	{"a\tb", false},   {"a:b", false},   {"caf\xc3\xa9", false},
 };
 
 Test(group, path_validation_table)
@@ -95,7 +83,7 @@ Test(group, create_with_implicit_parents)
 
 Test(group, table_full)
 {
-	struct sockmem_open_opts o = { .groups = 4 };
+	struct sockmem_open_opts o = {.groups = 4};
 	sockmem_seg_t *seg = t_open_opts("g-full", &o);
 	uint32_t i;
 
@@ -161,9 +149,9 @@ Test(group, set_limits_validation)
 					      sizeof(err)),
 		     -EINVAL);
 	cr_expect(strstr(err, "low") && strstr(err, "high"), "names the pair: %s", err);
-	cr_expect_eq(sockmem_group_set_limits(seg, g, -5, SOCKMEM_KEEP, SOCKMEM_KEEP, err,
-					      sizeof(err)),
-		     -EINVAL);
+	cr_expect_eq(
+		sockmem_group_set_limits(seg, g, -5, SOCKMEM_KEEP, SOCKMEM_KEEP, err, sizeof(err)),
+		-EINVAL);
 	cr_expect(strstr(err, "max"), "%s", err);
 	/* low above max with an unlimited high */
 	t_limits(seg, g, SOCKMEM_KEEP, SOCKMEM_UNLIMITED, 0);
@@ -231,7 +219,7 @@ Test(group, pressure_hierarchical_and_expiry)
 {
 	sockmem_seg_t *seg = t_open("g-pressure");
 	uint32_t c = t_group(seg, "a/b/c"), a, b;
-	struct timespec ts = { 0, 60 * 1000 * 1000 };
+	struct timespec ts = {0, 60 * 1000 * 1000};
 
 	sockmem_group_lookup(seg, "a", &a);
 	sockmem_group_lookup(seg, "a/b", &b);

@@ -5,7 +5,7 @@
 
 #include "sockmem/abi.h"
 
-#define PIN(type, field, off) \
+#define PIN(type, field, off)                                                                      \
 	cr_expect_eq(offsetof(struct type, field), (off), #type "." #field " moved")
 
 Test(layout, version)

@@ -58,7 +58,7 @@ Test(proc, register_unregister_counts)
 
 Test(proc, register_table_full)
 {
-	struct sockmem_open_opts o = { .procs = 2 };
+	struct sockmem_open_opts o = {.procs = 2};
 	sockmem_seg_t *seg = t_open_opts("p-full", &o);
 	uint32_t g = t_group(seg, "a"), p[3];
 
@@ -72,7 +72,7 @@ Test(proc, register_table_full)
  * 7000 uncached (held by the process record), then waits to be killed. */
 static void victim(const char *ns, int wfd)
 {
-	struct sockmem_open_opts o = { .ns = ns };
+	struct sockmem_open_opts o = {.ns = ns};
 	struct sockmem_cache c, direct;
 	char err[SOCKMEM_ERRLEN], ok = 'n';
 	sockmem_seg_t *seg;
@@ -139,7 +139,7 @@ Test(proc, kill9_returns_exactly_what_the_dead_held)
 Test(proc, open_reaps_automatically)
 {
 	sockmem_seg_t *seg = t_open("p-autoreap"), *seg2;
-	struct sockmem_open_opts o = { .ns = t_ns };
+	struct sockmem_open_opts o = {.ns = t_ns};
 	uint32_t g = t_group(seg, "a/b");
 	int fds[2], status;
 	char ok = 0, err[SOCKMEM_ERRLEN];

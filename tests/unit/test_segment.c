@@ -62,7 +62,7 @@ static struct sockmem_group *raw_group(struct raw *r, uint32_t i)
 /* Attach and expect refusal with `rc` and a message containing `want`. */
 static void expect_refused(int rc, const char *want, bool allow_foreign)
 {
-	struct sockmem_open_opts o = { .ns = t_ns, .allow_foreign = allow_foreign };
+	struct sockmem_open_opts o = {.ns = t_ns, .allow_foreign = allow_foreign};
 	char err[SOCKMEM_ERRLEN] = "";
 	sockmem_seg_t *seg = NULL;
 	int got = sockmem_open(&o, &seg, err, sizeof(err));
@@ -212,7 +212,7 @@ Test(segment, slot_and_proc_indices)
 Test(segment, foreign_owner)
 {
 	struct raw r;
-	struct sockmem_open_opts o = { .ns = NULL, .allow_foreign = true };
+	struct sockmem_open_opts o = {.ns = NULL, .allow_foreign = true};
 	char err[SOCKMEM_ERRLEN];
 	sockmem_seg_t *seg;
 
@@ -248,7 +248,7 @@ Test(segment, mode_wider_than_0600)
 
 Test(segment, missing_without_create)
 {
-	struct sockmem_open_opts o = { .ns = "t-s-missing-x" };
+	struct sockmem_open_opts o = {.ns = "t-s-missing-x"};
 	char err[SOCKMEM_ERRLEN];
 	sockmem_seg_t *seg = NULL;
 
@@ -263,7 +263,7 @@ Test(segment, missing_without_create)
 Test(segment, readonly_stat_works)
 {
 	sockmem_seg_t *seg = t_open("s-ro"), *ro;
-	struct sockmem_open_opts o = { .readonly = true };
+	struct sockmem_open_opts o = {.readonly = true};
 	struct sockmem_group_stat st;
 	char err[SOCKMEM_ERRLEN];
 	uint32_t g = t_group(seg, "a/b"), i;
@@ -315,7 +315,7 @@ Test(segment, validate_arbitrary_bytes)
 
 static void racer(int go_fd, int hold_fd, int out_fd, int log_fd)
 {
-	struct sockmem_open_opts o = { .ns = t_ns, .create = true };
+	struct sockmem_open_opts o = {.ns = t_ns, .create = true};
 	char err[SOCKMEM_ERRLEN], c;
 	uint64_t created = 0;
 	sockmem_seg_t *seg;
@@ -358,7 +358,7 @@ Test(segment, create_or_attach_race)
 	uint64_t seen[RACERS];
 	pid_t pids[RACERS];
 	sockmem_seg_t *seg;
-	struct sockmem_open_opts o = { 0 };
+	struct sockmem_open_opts o = {0};
 	char err[SOCKMEM_ERRLEN];
 	uint32_t g, ngroups = 0;
 
@@ -379,7 +379,7 @@ Test(segment, create_or_attach_race)
 	close(go[0]);
 	close(hold[0]);
 	usleep(50 * 1000); /* let every racer reach its read */
-	close(go[1]);     /* all start at once */
+	close(go[1]);	   /* all start at once */
 	for (int i = 0; i < RACERS; i++)
 		cr_assert_eq(read(out[0], &seen[i], sizeof(seen[i])), sizeof(seen[i]));
 	for (int i = 0; i < RACERS; i++) {

@@ -22,9 +22,9 @@ TestSuite(stress, .fini = t_fini, .timeout = 170);
 #define THREADS 4
 #define NGROUPS 4 /* s, s/x, s/x/p0, s/x/p1 */
 
-static const char *const paths[NGROUPS] = { "s", "s/x", "s/x/p0", "s/x/p1" };
+static const char *const paths[NGROUPS] = {"s", "s/x", "s/x/p0", "s/x/p1"};
 /* Tight enough that every level refuses charges regularly. */
-static const int64_t limits[NGROUPS] = { 1600 << 10, 1400 << 10, 900 << 10, 900 << 10 };
+static const int64_t limits[NGROUPS] = {1600 << 10, 1400 << 10, 900 << 10, 900 << 10};
 
 struct worker {
 	sockmem_seg_t *seg;
@@ -47,7 +47,7 @@ static void *work(void *p)
 {
 	struct worker *w = p;
 	struct sockmem_cache c;
-	int64_t cached = 0, direct[3] = { 0 };
+	int64_t cached = 0, direct[3] = {0};
 
 	cr_assert_eq(sockmem_cache_attach(w->seg, w->proc, 16 << 10, &c), 0);
 	for (long i = 0; i < w->ops; i++) {
@@ -137,9 +137,12 @@ static long run_process(sockmem_seg_t *seg, uint32_t leaf, uint32_t mid, uint32_
 	if (sockmem_proc_register(seg, leaf, &proc) < 0)
 		return -1;
 	for (int i = 0; i < THREADS; i++) {
-		w[i] = (struct worker){ .seg = seg, .proc = proc, .leaf = leaf,
-					.levels = { leaf, mid, root }, .ops = ops_per_thread(),
-					.rng = seed * 7919 + (uint64_t)i * 104729 + 1 };
+		w[i] = (struct worker){.seg = seg,
+				       .proc = proc,
+				       .leaf = leaf,
+				       .levels = {leaf, mid, root},
+				       .ops = ops_per_thread(),
+				       .rng = seed * 7919 + (uint64_t)i * 104729 + 1};
 		pthread_create(&t[i], NULL, work, &w[i]);
 	}
 	for (int i = 0; i < THREADS; i++) {
@@ -153,7 +156,7 @@ static long run_process(sockmem_seg_t *seg, uint32_t leaf, uint32_t mid, uint32_
 Test(stress, two_processes_four_threads_each)
 {
 	sockmem_seg_t *seg = t_open("stress");
-	struct watch wt = { .seg = seg };
+	struct watch wt = {.seg = seg};
 	pthread_t wth, dth;
 	long fails;
 	int status;
@@ -168,7 +171,7 @@ Test(stress, two_processes_four_threads_each)
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct sockmem_open_opts o = { .ns = t_ns };
+		struct sockmem_open_opts o = {.ns = t_ns};
 		char err[SOCKMEM_ERRLEN];
 		sockmem_seg_t *s2;
 

@@ -16,36 +16,36 @@ struct pcase {
 };
 
 static const struct pcase parse_cases[] = {
-	{ "0", 0, 0 },
-	{ "123", 0, 123 },
-	{ "64K", 0, 65536 },
-	{ "64k", 0, 65536 },
-	{ "64KB", 0, 65536 },
-	{ "64KiB", 0, 65536 },
-	{ "64kib", 0, 65536 },
-	{ "64M", 0, 64 << 20 },
-	{ "1G", 0, 1 << 30 },
-	{ "2T", 0, INT64_C(2) << 40 },
-	{ "512B", 0, 512 },
-	{ "max", 0, SOCKMEM_UNLIMITED },
-	{ "9223372036854775807", 0, INT64_MAX },
-	{ "9223372036854775808", -ERANGE, 0 },
-	{ "99999999999999999999", -ERANGE, 0 },
-	{ "8388608T", -ERANGE, 0 },
-	{ "8388607T", 0, INT64_C(8388607) << 40 },
-	{ "", -EINVAL, 0 },
-	{ "-1", -EINVAL, 0 },
-	{ "+1", -EINVAL, 0 },
-	{ " 1", -EINVAL, 0 },
-	{ "1 ", -EINVAL, 0 },
-	{ "1.5M", -EINVAL, 0 },
-	{ "1X", -EINVAL, 0 },
-	{ "1Ki", -EINVAL, 0 },
-	{ "1iB", -EINVAL, 0 },
-	{ "1KBB", -EINVAL, 0 },
-	{ "K", -EINVAL, 0 },
-	{ "MAX", -EINVAL, 0 },
-	{ "maxx", -EINVAL, 0 },
+	{"0", 0, 0},
+	{"123", 0, 123},
+	{"64K", 0, 65536},
+	{"64k", 0, 65536},
+	{"64KB", 0, 65536},
+	{"64KiB", 0, 65536},
+	{"64kib", 0, 65536},
+	{"64M", 0, 64 << 20},
+	{"1G", 0, 1 << 30},
+	{"2T", 0, INT64_C(2) << 40},
+	{"512B", 0, 512},
+	{"max", 0, SOCKMEM_UNLIMITED},
+	{"9223372036854775807", 0, INT64_MAX},
+	{"9223372036854775808", -ERANGE, 0},
+	{"99999999999999999999", -ERANGE, 0},
+	{"8388608T", -ERANGE, 0},
+	{"8388607T", 0, INT64_C(8388607) << 40},
+	{"", -EINVAL, 0},
+	{"-1", -EINVAL, 0},
+	{"+1", -EINVAL, 0},
+	{" 1", -EINVAL, 0},
+	{"1 ", -EINVAL, 0},
+	{"1.5M", -EINVAL, 0},
+	{"1X", -EINVAL, 0},
+	{"1Ki", -EINVAL, 0},
+	{"1iB", -EINVAL, 0},
+	{"1KBB", -EINVAL, 0},
+	{"K", -EINVAL, 0},
+	{"MAX", -EINVAL, 0},
+	{"maxx", -EINVAL, 0},
 };
 
 Test(util, parse_size_table)
@@ -62,7 +62,7 @@ Test(util, parse_size_table)
 		else
 			cr_expect_eq(v, -42, "parse(\"%s\") wrote its output on error", c->in);
 	}
-	cr_expect_eq(sockmem_parse_size(NULL, &(int64_t){ 0 }), -EINVAL);
+	cr_expect_eq(sockmem_parse_size(NULL, &(int64_t){0}), -EINVAL);
 }
 
 struct fcase {
@@ -71,18 +71,18 @@ struct fcase {
 };
 
 static const struct fcase format_cases[] = {
-	{ 0, "0" },
-	{ 512, "512" },
-	{ 1023, "1023" },
-	{ 1024, "1K" },
-	{ 65536, "64K" },
-	{ 65536 + 6554, "70.4K" },
-	{ 64 << 20, "64M" },
-	{ (64 << 20) + (1 << 19), "64.5M" },
-	{ INT64_C(3) << 30, "3G" },
-	{ INT64_C(5) << 40, "5T" },
-	{ SOCKMEM_UNLIMITED, "max" },
-	{ -2048, "-2K" },
+	{0, "0"},
+	{512, "512"},
+	{1023, "1023"},
+	{1024, "1K"},
+	{65536, "64K"},
+	{65536 + 6554, "70.4K"},
+	{64 << 20, "64M"},
+	{(64 << 20) + (1 << 19), "64.5M"},
+	{INT64_C(3) << 30, "3G"},
+	{INT64_C(5) << 40, "5T"},
+	{SOCKMEM_UNLIMITED, "max"},
+	{-2048, "-2K"},
 };
 
 Test(util, format_size_table)

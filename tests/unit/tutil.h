@@ -29,7 +29,7 @@ static inline sockmem_seg_t *t_open_opts(const char *name, struct sockmem_open_o
 
 static inline sockmem_seg_t *t_open(const char *name)
 {
-	struct sockmem_open_opts o = { 0 };
+	struct sockmem_open_opts o = {0};
 
 	return t_open_opts(name, &o);
 }
