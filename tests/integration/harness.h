@@ -123,6 +123,9 @@ struct h_kmem {
 	int64_t wqueued; /* sum of skmem w (wmem_queued) */
 	int64_t total;	 /* rmem + wqueued: what a socket is charged */
 	int nsock;	 /* sockets owned by one of the pids */
+	/* Buffer sizes (skmem rb/tb, SK_MEMINFO_RCVBUF/SNDBUF): sums and the
+	 * largest, to see clamping and its release (issue 4). */
+	int64_t rcvbuf, sndbuf, rcvbuf_max, sndbuf_max;
 };
 /* Run `ss -tuanmpH` and sum skmem over every socket an fd of one of `pids`
  * refers to (each socket once). 0 or -errno (-ENOENT: ss not found). */
@@ -135,6 +138,11 @@ int h_kernel_sockmem(const pid_t *pids, int npids, struct h_kmem *out);
 int h_kernel_meminfo(const pid_t *pids, int npids, struct h_kmem *out);
 /* Parse ss output text (exposed for a parser self-test). */
 int h_parse_ss(const char *text, const pid_t *pids, int npids, struct h_kmem *out);
+
+/* CPU time (user + system, all threads) a process has used, in ms, from
+ * /proc/<pid>/stat; -errno if gone. For "the helper uses under 2% of a core"
+ * style checks: sample twice, divide by the wall time between. */
+int64_t h_cpu_ms(pid_t pid);
 
 /* ---- network and files ---- */
 

@@ -46,11 +46,41 @@ static bool record_owned(const char *rec, const char *end, const pid_t *pids, in
 	return false;
 }
 
-/* skmem:(r<rmem_alloc>,rb..,t..,tb..,f..,w<wmem_queued>,o..,bl..,d..) */
-static bool record_skmem(const char *rec, const char *end, int64_t *r, int64_t *w)
+/* One socket's figures. */
+struct skmem {
+	int64_t r, w, rb, tb;
+};
+
+static void add_socket(struct h_kmem *out, const struct skmem *m)
+{
+	out->rmem += m->r;
+	out->wqueued += m->w;
+	out->rcvbuf += m->rb;
+	out->sndbuf += m->tb;
+	if (m->rb > out->rcvbuf_max)
+		out->rcvbuf_max = m->rb;
+	if (m->tb > out->sndbuf_max)
+		out->sndbuf_max = m->tb;
+	out->nsock++;
+}
+
+static void skmem_set(struct skmem *m, const char *key, int64_t v, unsigned *got)
+{
+	static const char *const keys[] = {"r", "w", "rb", "tb"};
+	int64_t *dst[] = {&m->r, &m->w, &m->rb, &m->tb};
+
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(key, keys[i])) {
+			*dst[i] = v;
+			*got |= 1u << i;
+		}
+}
+
+/* skmem:(r<rmem_alloc>,rb<rcvbuf>,t..,tb<sndbuf>,f..,w<wmem_queued>,o..,bl..,d..) */
+static bool record_skmem(const char *rec, const char *end, struct skmem *m)
 {
 	const char *p = strstr(rec, "skmem:(");
-	bool got_r = false, got_w = false;
+	unsigned got = 0;
 
 	if (!p || p >= end)
 		return false;
@@ -67,15 +97,12 @@ static bool record_skmem(const char *rec, const char *end, int64_t *r, int64_t *
 		v = strtoll(p, &q, 10);
 		if (q == p)
 			return false;
-		if (!strcmp(key, "r"))
-			*r = v, got_r = true;
-		else if (!strcmp(key, "w"))
-			*w = v, got_w = true;
+		skmem_set(m, key, v, &got);
 		p = q;
 		if (*p == ',')
 			p++;
 	}
-	return got_r && got_w;
+	return got == 0xf;
 }
 
 int h_parse_ss(const char *text, const pid_t *pids, int npids, struct h_kmem *out)
@@ -87,17 +114,14 @@ int h_parse_ss(const char *text, const pid_t *pids, int npids, struct h_kmem *ou
 		/* A record is a line starting in column 0 plus its indented
 		 * continuation lines. */
 		const char *end = rec;
-		int64_t r = 0, w = 0;
+		struct skmem m;
 
 		do {
 			end = strchr(end, '\n');
 			end = end ? end + 1 : rec + strlen(rec);
 		} while (*end == '\t' || *end == ' ');
-		if (record_owned(rec, end, pids, npids) && record_skmem(rec, end, &r, &w)) {
-			out->rmem += r;
-			out->wqueued += w;
-			out->nsock++;
-		}
+		if (record_owned(rec, end, pids, npids) && record_skmem(rec, end, &m))
+			add_socket(out, &m);
 		rec = end;
 	}
 	out->total = out->rmem + out->wqueued;
@@ -321,9 +345,10 @@ static void add_meminfo(int fd, struct h_kmem *out)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len) < 0)
 		return;
-	out->rmem += mi[SK_MEMINFO_RMEM_ALLOC];
-	out->wqueued += mi[SK_MEMINFO_WMEM_QUEUED];
-	out->nsock++;
+	add_socket(out, &(struct skmem){.r = mi[SK_MEMINFO_RMEM_ALLOC],
+					.w = mi[SK_MEMINFO_WMEM_QUEUED],
+					.rb = mi[SK_MEMINFO_RCVBUF],
+					.tb = mi[SK_MEMINFO_SNDBUF]});
 }
 
 static int meminfo_pid(pid_t pid, uint64_t *seen, int *nseen, struct h_kmem *out)
@@ -370,4 +395,29 @@ int h_kernel_meminfo(const pid_t *pids, int npids, struct h_kmem *out)
 		rc = meminfo_pid(pids[i], seen, &nseen, out);
 	out->total = out->rmem + out->wqueued;
 	return rc;
+}
+
+/* ---- CPU ---- */
+
+int64_t h_cpu_ms(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = (int)read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	/* comm may hold spaces and parentheses: fields resume after the last ')' */
+	p = strrchr(buf, ')');
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -EIO;
+	return (int64_t)((ut + st) * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK));
 }

@@ -5,8 +5,10 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -32,6 +34,9 @@ Test(harness, parse_ss)
 	cr_assert_eq(k.rmem, 10832 + 2304);
 	cr_assert_eq(k.wqueued, 3864064);
 	cr_assert_eq(k.total, 10832 + 2304 + 3864064);
+	cr_assert_eq(k.rcvbuf, 131072 + 212992);
+	cr_assert_eq(k.rcvbuf_max, 212992);
+	cr_assert_eq(k.sndbuf_max, 4194304);
 	h_parse_ss(sample, c, 1, &k);
 	cr_assert_eq(k.nsock, 1);
 	cr_assert_eq(k.total, 131840);
@@ -67,7 +72,35 @@ Test(harness, ss_sees_own_unread_data, .fini = h_cleanup, .timeout = 20)
 	cr_assert_eq(m.nsock, k.nsock, "SO_MEMINFO saw %d sockets, ss %d", m.nsock, k.nsock);
 	cr_assert_eq(m.rmem, k.rmem);
 	cr_assert_eq(m.wqueued, k.wqueued);
+	cr_assert_eq(m.rcvbuf, k.rcvbuf);
+	cr_assert_eq(m.sndbuf, k.sndbuf);
 	close(s);
 	close(c);
 	close(l);
+}
+
+static int64_t own_cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* /proc's figure agrees with the process's own CPU clock (load-independent:
+ * spin until 200 ms of CPU were used, however long that takes). */
+Test(harness, cpu_ms_counts_a_busy_loop, .timeout = 10)
+{
+	int64_t before = h_cpu_ms(getpid()), own0 = own_cpu_ms(), t0 = h_now_ms();
+	int64_t after, own;
+
+	cr_assert_geq(before, 0);
+	while (own_cpu_ms() - own0 < 200 && h_now_ms() - t0 < 5000)
+		;
+	after = h_cpu_ms(getpid());
+	own = own_cpu_ms() - own0;
+	cr_assert_geq(own, 200, "no CPU in 5 s?");
+	/* clock ticks: 10 ms granularity on each of utime and stime */
+	cr_assert(llabs((after - before) - own) <= 40, "/proc says %lld ms, clock %lld ms",
+		  (long long)(after - before), (long long)own);
 }
