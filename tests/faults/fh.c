@@ -307,7 +307,10 @@ void fh_held(sockmem_seg_t *seg, const pid_t *pids, int n, bool match, struct fh
 
 	memset(h, 0, sizeof(*h));
 	for (uint32_t i = 0; sel && (p = sockmem_proc_at(seg, i)) != NULL; i++) {
-		if (atomic_load(&p->state) != SOCKMEM_LIVE)
+		uint32_t st = atomic_load(&p->state);
+
+		h->ndying += st == SOCKMEM_CLAIMED || st == SOCKMEM_DEAD;
+		if (st != SOCKMEM_LIVE)
 			continue;
 		if (pids && pid_in(p->pid, pids, n) != match)
 			continue;

@@ -78,6 +78,7 @@ struct fh_held {
 	int64_t stock; /* cached (slot stock) */
 	int nprocs;    /* LIVE records */
 	int nslots;    /* LIVE slots */
+	int ndying;    /* records being set up or torn down (CLAIMED, DEAD), any pid */
 };
 /* Sum over LIVE records; `pids` (n entries) selects records by pid when
  * `match` is true, excludes them when false; pids == NULL: every record. */
