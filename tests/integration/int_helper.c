@@ -13,7 +13,8 @@
  *                  (only the peer's data, unread, sits in its queues).
  *   forkfill PORT K  like fill, but the sockets are opened, then the process
  *                  forks: the parent closes its copies and waits, the child
- *                  (pid printed as "child N") fills and obeys stdin.
+ *                  (pid printed as "child N") fills and obeys stdin. With
+ *                  "keep" the parent keeps its copies until the child exits.
  *
  * Run preloaded (fill) and not preloaded (peer) by tests/integration. Loops
  * are bounded; any failure exits non-zero with a line on stderr.
@@ -174,8 +175,8 @@ static int filler(int port, int k, bool send_too)
 }
 
 /* The prefork / fork-per-connection pattern: the parent opens the sockets,
- * forks, closes its copies and waits; the child alone uses them. */
-static int forkfill(int port, int k)
+ * forks, closes its copies (unless `keep`) and waits; the child uses them. */
+static int forkfill(int port, int k, bool keep)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int fds[MAXCONN], status;
@@ -197,10 +198,12 @@ static int forkfill(int port, int k)
 		say("filled", fill(fds, k, 0, 200));
 		return obey(fds, k);
 	}
-	for (int i = 0; i < k; i++)
+	for (int i = 0; i < k && !keep; i++)
 		close(fds[i]);
 	if (waitpid(pid, &status, 0) < 0)
 		die("waitpid");
+	for (int i = 0; i < k && keep; i++)
+		close(fds[i]);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 4;
 }
 
@@ -212,9 +215,10 @@ int main(int argc, char **argv)
 	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "fill"))
 		return filler(atoi(argv[2]), atoi(argv[3]) % MAXCONN,
 			      argc == 4 || strcmp(argv[4], "nosend") != 0);
-	if (argc == 4 && !strcmp(argv[1], "forkfill"))
-		return forkfill(atoi(argv[2]), atoi(argv[3]) % MAXCONN);
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "forkfill"))
+		return forkfill(atoi(argv[2]), atoi(argv[3]) % MAXCONN,
+				argc == 5 && !strcmp(argv[4], "keep"));
 	fprintf(stderr, "usage: sockmem-int-helper peer K BYTES | fill PORT K [nosend] | "
-			"forkfill PORT K\n");
+			"forkfill PORT K [keep]\n");
 	return 64;
 }

@@ -66,12 +66,18 @@ static void spawn_pair(struct h_proc *peer, struct h_proc *fill, bool peer_prelo
 	struct h_spawn_opts fo = po;
 	char nconn[16], send[32], port[16], line[128];
 	const char *pargv[] = {h_helper_path(), "peer", nconn, send, NULL};
-	bool forking = !strcmp(fill_mode, "forkfill");
+	/* fill_mode: "fill", "nosend" (fill ... nosend), "forkfill",
+	 * "keep" (forkfill ... keep) */
+	bool keep = !strcmp(fill_mode, "keep");
+	bool forking = keep || !strcmp(fill_mode, "forkfill");
+	bool nosend = !strcmp(fill_mode, "nosend");
 	const char *fargv[] = {h_helper_path(),
 			       forking ? "forkfill" : "fill",
 			       port,
 			       nconn,
-			       strcmp(fill_mode, "nosend") ? NULL : "nosend",
+			       nosend ? "nosend"
+			       : keep ? "keep"
+				      : NULL,
 			       NULL};
 	int rc;
 
@@ -304,6 +310,41 @@ Test(accuracy, forked_child, .init = setup, .fini = teardown, .timeout = 60)
 		  (long long)s.st.sock, (long long)s.k.total, (long long)s.diff, (long long)s.tol);
 	assert_settled(&fork_child, 1, "settled");
 	close_and_exit(&peer, &fill, false);
+}
+
+/*
+ * The same, but the parent keeps its copies while the child fills them:
+ * each socket is still charged once (the kernel has one socket, one
+ * figure). When the child closes its copies, the parent's hold the memory;
+ * when both are gone, the group is back to 0.
+ */
+Test(accuracy, forked_child_shared, .init = setup, .fini = teardown, .timeout = 60)
+{
+	struct h_proc peer, fill;
+	struct sockmem_group_stat st;
+	struct sample s;
+	pid_t both[2];
+	bool ok;
+
+	spawn_pair(&peer, &fill, false, PEER_SEND, "keep");
+	both[0] = fork_child;
+	both[1] = fill.pid;
+	ok = compare_within(both, 2, &s, RECONCILE_MS + SLACK_MS);
+	show("forked_child_shared", &s);
+	assert_teeth(&s, NCONN, true);
+	cr_assert(ok, "group sock %lld vs kernel %lld (shared sockets, counted once): off by %lld",
+		  (long long)s.st.sock, (long long)s.k.total, (long long)s.diff);
+	assert_settled(both, 2, "settled");
+	close_one(&fill, "child");
+	ok = compare_within(&fill.pid, 1, &s, RECONCILE_MS + SLACK_MS);
+	show("child closed, parent holds", &s);
+	cr_assert(ok, "group sock %lld vs parent's kernel %lld: off by %lld", (long long)s.st.sock,
+		  (long long)s.k.total, (long long)s.diff);
+	exit_one(&fill, "forkfill");
+	exit_one(&peer, "peer");
+	cr_assert(h_poll_stat(ns, GROUP, h_pred_current_zero, NULL, 2000, &st),
+		  "after exit: current=%lld sock=%lld processes=%lld", (long long)st.current,
+		  (long long)st.sock, (long long)st.processes);
 }
 
 Test(accuracy, sigkill_reaped, .init = setup, .fini = teardown, .timeout = 60)
