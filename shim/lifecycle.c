@@ -1,11 +1,13 @@
 /*
- * Life cycle: load (constructor), sockets coming and going (socket, accept,
- * dup*, fcntl(F_DUPFD*), close, close_range), fork, exit; and the buffer-size
- * socket options (one choke point for issue 4's clamping).
+ * Sockets coming and going: socket, socketpair, accept, accept4, dup, dup2,
+ * dup3, fcntl(F_DUPFD*), close, close_range; and the buffer-size socket
+ * options (one choke point for issue 4's clamping). Load, fork and exit are
+ * in init.c.
  *
- * All of these are slow paths, but still take no lock and allocate nothing
- * with malloc (the fd table grows with mmap), so socket/accept/close stay
- * async-signal-safe like libc's.
+ * These are slow paths, but they allocate nothing with malloc (the fd table
+ * grows with mmap) and take no lock, except a fork child's first socket
+ * (process registration), so socket/accept/close stay async-signal-safe
+ * like libc's.
  */
 #include <fcntl.h>
 #include <linux/close_range.h>
