@@ -16,9 +16,9 @@ static const char set_help[] =
 	"parents, and the namespace's segment) is created if missing, so that limits\n"
 	"can be set before the first program joins; 'sockmemctl rm' removes it.\n"
 	"\n"
-	"Refused unless low <= high <= max. A high that was never set ('max') follows\n"
-	"a new max down, so 'set G max=64M' alone works. A max below the current\n"
-	"usage is accepted and puts the group under pressure.\n"
+	"Refused unless low <= high <= max, where a high of 'max' means no high\n"
+	"watermark (as cgroup's memory.high), so 'set G max=64M' alone works. A max\n"
+	"below the current usage is accepted and puts the group under pressure.\n"
 	"\n"
 	"Exit status: 0; 1 when refused (inconsistent limits); 2 for a usage error\n"
 	"(malformed size, unknown key, bad group name).\n";

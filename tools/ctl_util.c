@@ -288,23 +288,6 @@ int ctl_precheck_limits(int64_t max, int64_t high, int64_t low)
 	return CTL_OK;
 }
 
-/*
- * The core wants low <= high <= max. A high that was never set ("max") would
- * make `set G max=64M` fail, which no user expects (cgroup's memory.max does
- * not care about memory.high): an unset high follows a new max down. A high
- * the user did set is left alone, and the core refuses if it is too big.
- */
-static int64_t high_follows_max(sockmem_seg_t *seg, uint32_t idx, int64_t max, int64_t high)
-{
-	struct sockmem_group_stat st;
-
-	if (max == SOCKMEM_KEEP || max == SOCKMEM_UNLIMITED || high != SOCKMEM_KEEP)
-		return high;
-	if (sockmem_group_stat(seg, idx, &st) == 0 && st.high == SOCKMEM_UNLIMITED)
-		return max;
-	return high;
-}
-
 int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t high, int64_t low,
 		     uint32_t *idx)
 {
@@ -322,7 +305,6 @@ int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t 
 		return ctl_fail(CTL_ERR, "cannot create group '%s': %s", path, strerror(-rc));
 	if (max == SOCKMEM_KEEP && high == SOCKMEM_KEEP && low == SOCKMEM_KEEP)
 		return CTL_OK;
-	high = high_follows_max(seg, *idx, max, high);
 	rc = sockmem_group_set_limits(seg, *idx, max, high, low, err, sizeof(err));
 	if (rc == 0)
 		return CTL_OK;

@@ -64,9 +64,9 @@ Test(groups, set_creates_and_validates)
 	/* The parent was created implicitly, unlimited. */
 	JSON("a", "max=\"max\"", "high=\"max\"", "low=0");
 
-	/* max alone: a high never set follows it. */
+	/* max alone: high stays unlimited (no watermark), as cgroup's memory.high. */
 	OK("set", "c", "max=1G");
-	JSON("c", "max=1073741824", "high=1073741824");
+	JSON("c", "max=1073741824", "high=\"max\"");
 	OK("set", "c", "max=max", "high=max");
 	JSON("c", "max=\"max\"", "high=\"max\"");
 

@@ -116,7 +116,7 @@ Test(run, environment_of_the_command_and_exit_status)
 	cr_assert(strstr(r.out, h_fmt("\nLD_PRELOAD=%s%s\n", asan_prefix(), real)), "%s", r.out);
 	cr_assert(strstr(r.out, "\nSOCKMEM_GROUP=e/f\n"), "%s", r.out);
 	h_free(&r);
-	/* The group exists with the limits (and high followed max). */
+	/* The group exists with the limits. */
 	cr_assert_eq(CTL(&r, "stat", "e/f"), 0, "%s", r.err);
 	cr_assert(strstr(r.out, "(2097152 bytes)") && strstr(r.out, "(1024 bytes)"), "%s", r.out);
 	h_free(&r);
