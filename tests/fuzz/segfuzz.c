@@ -126,7 +126,7 @@ static void clamp(_Atomic int64_t *v, int64_t lo, int64_t hi, int64_t to)
 
 void fz_mask_counters(sockmem_seg_t *seg)
 {
-	const int64_t big = INT64_C(1) << 60;
+	const int64_t big = INT64_C(1) << 60, small = INT64_C(1) << 40;
 
 	for (uint32_t i = 0; i < seg->ngroups; i++) {
 		struct sockmem_group *g = &seg->groups[i];
@@ -136,9 +136,17 @@ void fz_mask_counters(sockmem_seg_t *seg)
 		clamp(&g->max, 0, SOCKMEM_UNLIMITED, SOCKMEM_UNLIMITED);
 		clamp(&g->high, 0, SOCKMEM_UNLIMITED, SOCKMEM_UNLIMITED);
 		clamp(&g->low, 0, SOCKMEM_UNLIMITED, 0);
+		clamp(&g->sockets, -small, small, 0);
+		clamp(&g->processes, -small, small, 0);
 	}
-	for (uint32_t i = 0; i < seg->nslots; i++)
-		clamp(&seg->slots[i].stock, 0, big >> 20, 0);
+	for (uint32_t i = 0; i < seg->nprocs; i++) {
+		clamp(&seg->procs[i].sock, -small, small, 0);
+		clamp(&seg->procs[i].sockets, -small, small, 0);
+	}
+	for (uint32_t i = 0; i < seg->nslots; i++) {
+		clamp(&seg->slots[i].stock, 0, small, 0);
+		clamp(&seg->slots[i].sock, -small, small, 0);
+	}
 }
 
 void fz_exercise(sockmem_seg_t *seg)

@@ -37,9 +37,11 @@ void fz_exercise(sockmem_seg_t *seg);
  * raised flag only costs a bounded wait, which would make fuzzing slow). */
 void fz_exercise_slow(sockmem_seg_t *seg);
 
-/* Known finding "counter-overflow": bring counters that the counter's
- * arithmetic cannot take (negative, or near INT64_MAX) back into range, so
- * a long run can go on past it. Only used when fz_known() says so. */
+/* Known finding "counter-overflow": bring the counters that lib/'s
+ * arithmetic cannot take (negative, or near INT64_MAX: group usage, peak,
+ * limits, sockets, processes; process sock/sockets; slot stock/sock) back
+ * into range, so a long run can go on past it. Only used when fz_known()
+ * says so. */
 void fz_mask_counters(sockmem_seg_t *seg);
 
 #endif /* SOCKMEM_SEGFUZZ_H */
