@@ -14,6 +14,9 @@
  *   closeall        close every fd up to getdtablesize(), then use sockets
  *   traffic         threads exchange data; some is left queued
  *   ctor            report what libsockmem-fault-ctor's constructor did
+ *   exit_busy MS    4 threads send and receive; main calls exit(0) after MS
+ *                   ms without stopping them (the destructor runs while they
+ *                   are still inside interposed calls)
  *
  * Phases: "<PHASE> <number>" on stdout, then wait for one byte on stdin
  * (EOF goes on too). Exit status 0 on success; 2 a call failed, 3 a
@@ -514,6 +517,15 @@ static int ctor(void)
 	return 0;
 }
 
+static int exit_busy(int ms)
+{
+	struct bg g[4];
+
+	bg_start(g, 4);
+	usleep((useconds_t)ms * 1000);
+	exit(0); /* the threads are still sending */
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -539,6 +551,8 @@ int main(int argc, char **argv)
 		return traffic();
 	if (!strcmp(cmd, "ctor"))
 		return ctor();
+	if (!strcmp(cmd, "exit_busy"))
+		return exit_busy(n);
 	fprintf(stderr,
 		"usage: %s fork_mt|vfork_exec|signal_send|threads N | highfd | closeall "
 		"| traffic | ctor\n",

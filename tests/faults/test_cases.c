@@ -254,6 +254,45 @@ Test(cases, program_closes_every_fd)
 	expect_empty();
 }
 
+/* exit() from main while other threads are inside interposed send/recv:
+ * the shim's destructor unregisters the process (releasing every slot of
+ * the record) while those threads still charge through their slots. Run
+ * many times in one namespace; afterwards nothing may be left. */
+Test(cases, exit_while_threads_send)
+{
+	struct fh_opts o = {
+		.group = GROUP, .stdin_pipe = false, .extra = {"SOCKMEM_RECONCILE_MS=50"}};
+	const char *args[] = {"exit_busy", "30", NULL};
+	int bad = 0;
+
+	fh_ns(ns, sizeof(ns), "exitbusy");
+	sockmem_unlink(ns);
+	o.ns = ns;
+	for (int i = 0; i < 40; i++) {
+		int st;
+
+		cr_assert_eq(fh_spawn(&kid, "sockmem-fault-cases", args, &o), 0);
+		st = fh_wait(&kid, 10000);
+		fh_close(&kid);
+		bad += !(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	cr_expect_eq(bad, 0, "%d of 40 runs did not exit 0", bad);
+	open_seg();
+	{
+		const char *reap[] = {"reap", NULL};
+		struct fh_held h;
+
+		fh_held(seg, NULL, 0, false, &h);
+		fprintf(stderr,
+			"[INFO] exit_busy: after 40 runs: usage %lld, %d records, %d slots\n",
+			(long long)fh_usage(seg, GROUP), h.nprocs, h.nslots);
+		/* A leftover record would be a dead process: reap first, so
+		 * that only bytes nobody owns remain. */
+		fh_ctl(ns, reap, NULL, 0);
+	}
+	expect_empty();
+}
+
 /* ---- other preloads beside ours, and another library's constructor ---- */
 
 #define JEMALLOC "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
