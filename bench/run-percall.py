@@ -181,7 +181,7 @@ def values(rows, wl, cfg, metric=None):
 
 
 def fmt(v):
-    return "%.4g" % v
+    return "%.0f" % v if abs(v) >= 1000 else "%.4g" % v
 
 
 def med_cell(v):
