@@ -208,10 +208,11 @@ static int check_traces(const void *base, const struct sockmem_header *h, char *
 			return sm_fail(err, errlen, -EPROTO, "trace %u has invalid state %u", i,
 				       state_of(&t));
 		if (state_of(&t) == SOCKMEM_LIVE &&
-		    (t.group >= h->group_capacity || t.depth > SOCKMEM_TRACE_DEPTH))
+		    (t.group >= h->group_capacity || t.depth > SOCKMEM_TRACE_DEPTH ||
+		     t.nobjs > SOCKMEM_TRACE_OBJS))
 			return sm_fail(err, errlen, -EPROTO,
-				       "trace %u group %u / depth %u out of range", i, t.group,
-				       t.depth);
+				       "trace %u group %u / depth %u / objects %u out of range", i,
+				       t.group, t.depth, t.nobjs);
 	}
 	return 0;
 }

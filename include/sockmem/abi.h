@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #define SOCKMEM_SHM_MAGIC UINT64_C(0x314d454d4b434f53) /* "SOCKMEM1" (LE) */
-#define SOCKMEM_ABI_VERSION 1u
+#define SOCKMEM_ABI_VERSION 2u
 
 #define SOCKMEM_CACHELINE 64
 #define SOCKMEM_PATH_MAX 128 /* group path, including the NUL */
@@ -154,19 +154,46 @@ struct sockmem_slot {
 	uint8_t pad[SOCKMEM_CACHELINE - 6 * sizeof(uint32_t) - 2 * sizeof(int64_t)];
 };
 
-/* One call site that hit max or was throttled (filled by issue 5's tracer). */
+/*
+ * One call site that hit max or was throttled (issue 5's tracer: shim/trace.c
+ * captures, lib/trace.c stores, sockmemctl traces reads and symbolises).
+ *
+ * Frames are stored relocatably, so another process can symbolise them after
+ * the traced one has exited: each frame is an address in its object's own
+ * ELF address space (return address minus the object's load bias: what
+ * .symtab/.dynsym and addr2line use) plus an index into the record's small
+ * table of object paths. A record is identified by `hash` over the group, its
+ * generation, and every frame's (object path, address); records of different
+ * processes running the same code therefore merge.
+ */
 #define SOCKMEM_TRACE_DEPTH 16
+#define SOCKMEM_TRACE_OBJS 4	   /* distinct objects per record */
+#define SOCKMEM_TRACE_OBJ_PATH 128 /* object path, including the NUL */
+#define SOCKMEM_TRACE_NO_OBJ 0xffu /* frame in no recorded object */
+#define SOCKMEM_TRACE_KIND_MAX 1u
+#define SOCKMEM_TRACE_KIND_THROTTLE 2u
 struct sockmem_trace {
-	_Atomic uint32_t state; /* FREE / CLAIMED / LIVE */
+	/* W: CAS FREE->CLAIMED by the claimer, release LIVE once filled; a
+	 * reset CASes LIVE->DEAD, clears, releases FREE. R: all (acquire). */
+	_Atomic uint32_t state;
+	/* Identity: W: claimer before LIVE. R: all after acquiring LIVE. */
 	uint32_t group;
-	uint32_t depth;
+	uint32_t group_gen; /* the group's generation when claimed */
+	uint32_t depth;	    /* frames used (<= SOCKMEM_TRACE_DEPTH) */
+	_Atomic uint64_t hash;
+	/* W: relaxed atomic adds / or by every process hitting the site. */
+	_Atomic uint64_t count; /* captured hits (rate-limited sample) */
+	_Atomic uint64_t bytes; /* bytes of those hits */
+	_Atomic uint32_t kinds; /* SOCKMEM_TRACE_KIND_* seen */
+	int32_t pid;		/* W: claimer. First process that hit it */
+	_Atomic uint64_t last_ns; /* CLOCK_REALTIME of the latest capture */
+	uint64_t first_ns;	  /* W: claimer. CLOCK_REALTIME of the first */
+	uint64_t pcs[SOCKMEM_TRACE_DEPTH]; /* address in the object's ELF space */
+	uint8_t obj[SOCKMEM_TRACE_DEPTH];  /* index into objs, or NO_OBJ */
+	uint32_t nobjs;			   /* entries used in objs */
 	uint32_t pad;
-	_Atomic uint64_t hash; /* hash of the frames (identifies the site) */
-	_Atomic uint64_t count;
-	_Atomic uint64_t bytes;
-	uint64_t frames[SOCKMEM_TRACE_DEPTH]; /* absolute PCs */
-	char exe[64];                         /* program name of the first hit */
-	uint64_t load_bias;                   /* reserved: the exe's load address */
+	char exe[64]; /* program name (comm) of the first hit, NUL-terminated */
+	char objs[SOCKMEM_TRACE_OBJS][SOCKMEM_TRACE_OBJ_PATH]; /* object paths */
 };
 
 struct sockmem_header {

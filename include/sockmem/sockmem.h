@@ -185,6 +185,40 @@ char *sockmem_format_size(int64_t v, char *buf, size_t len);
 /* Monotonic clock in ns (CLOCK_MONOTONIC, comparable across processes). */
 uint64_t sockmem_now_ns(void);
 
+
+/* ---- call-site traces (issue 5; lib/trace.c) ------------------------- */
+/*
+ * The trace table: one record per call site (stack) that hit max or was
+ * throttled, filled by the shim with SOCKMEM_TRACE=1 (see struct
+ * sockmem_trace in abi.h for the layout and each field's writers).
+ */
+
+/* Record `idx`, or NULL if out of range (raw access; see sockmem_trace_read). */
+struct sockmem_trace *sockmem_trace_at(sockmem_seg_t *seg, uint32_t idx);
+/* The identity of a site: hash of group, group_gen and every frame's
+ * (object path, address). Pure. */
+uint64_t sockmem_trace_hash(const struct sockmem_trace *site);
+/*
+ * Count one hit of `bytes` (`kind`: SOCKMEM_TRACE_KIND_*) at `site`: a
+ * caller-built image whose group, group_gen, depth, pcs, obj, nobjs, objs,
+ * exe and pid are filled (the rest is ignored). Finds the site's record or
+ * claims a free one (CAS on state). Returns 0, -EINVAL (bad site), -EROFS
+ * (read-only mapping), -ENOSPC (table full: not recorded).
+ * Concurrency: lock-free, allocation-free; any thread, any process, signal
+ * handlers included. Two racing first hits may claim two records for one
+ * site; readers merge records with equal hash.
+ */
+int sockmem_trace_add(sockmem_seg_t *seg, const struct sockmem_trace *site, int64_t bytes,
+		      uint32_t kind);
+/* Copy record `idx` if LIVE, sanitised (strings terminated, depth and object
+ * indices clamped) so a corrupt segment cannot mislead the reader into
+ * out-of-bounds accesses. -ENOENT if not LIVE. Reads only (racy snapshot). */
+int sockmem_trace_read(sockmem_seg_t *seg, uint32_t idx, struct sockmem_trace *out);
+/* Free the records of `group` and its descendants (SOCKMEM_NONE: every
+ * record). Returns the number freed, or -EROFS. Lock-free; a hit racing the
+ * reset may be lost. */
+int sockmem_trace_reset(sockmem_seg_t *seg, uint32_t group);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,7 @@
 
 Test(layout, version)
 {
-	cr_expect_eq(SOCKMEM_ABI_VERSION, 1u, "bump the pins below with the version");
+	cr_expect_eq(SOCKMEM_ABI_VERSION, 2u, "bump the pins below with the version");
 	cr_expect_eq(SOCKMEM_SHM_MAGIC, UINT64_C(0x314d454d4b434f53));
 }
 
@@ -112,16 +112,23 @@ Test(layout, slot)
 
 Test(layout, trace)
 {
-	cr_expect_eq(sizeof(struct sockmem_trace), 240);
+	cr_expect_eq(sizeof(struct sockmem_trace), 792);
 	PIN(sockmem_trace, state, 0);
 	PIN(sockmem_trace, group, 4);
-	PIN(sockmem_trace, depth, 8);
+	PIN(sockmem_trace, group_gen, 8);
+	PIN(sockmem_trace, depth, 12);
 	PIN(sockmem_trace, hash, 16);
 	PIN(sockmem_trace, count, 24);
 	PIN(sockmem_trace, bytes, 32);
-	PIN(sockmem_trace, frames, 40);
-	PIN(sockmem_trace, exe, 168);
-	PIN(sockmem_trace, load_bias, 232);
+	PIN(sockmem_trace, kinds, 40);
+	PIN(sockmem_trace, pid, 44);
+	PIN(sockmem_trace, last_ns, 48);
+	PIN(sockmem_trace, first_ns, 56);
+	PIN(sockmem_trace, pcs, 64);
+	PIN(sockmem_trace, obj, 192);
+	PIN(sockmem_trace, nobjs, 208);
+	PIN(sockmem_trace, exe, 216);
+	PIN(sockmem_trace, objs, 280);
 }
 
 Test(layout, table_offsets_aligned)

@@ -101,7 +101,7 @@ Test(segment, wrong_version)
 	fresh("s-version");
 	r = raw_map();
 	r.h->abi_version = SOCKMEM_ABI_VERSION + 1;
-	expect_refused(-EPROTO, "version 2", false);
+	expect_refused(-EPROTO, "version 3", false);
 	raw_unmap(&r);
 }
 
