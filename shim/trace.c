@@ -1,14 +1,260 @@
 /*
- * Call-site tracing: see trace.h. (Capture lands in the next commit.)
+ * Call-site tracing (issue 5, SOCKMEM_TRACE=1): see trace.h.
+ *
+ * Capture, on the slow path of a call that hit max or was throttled:
+ *   1. the per-process rate limit (GCRA: one atomic "theoretical arrival
+ *      time", equivalent to a token bucket of `rate` tokens refilled at
+ *      `rate` per second) lets at most rate + rate x seconds captures through;
+ *   2. libunwind's unw_backtrace walks the stack into an array on our stack;
+ *   3. frames inside this library and libunwind are dropped; each remaining
+ *      frame becomes (object, address in the object's ELF space) with
+ *      dladdr1(RTLD_DL_LINKMAP): pc - l_addr, and the object's l_name;
+ *   4. lib/trace.c finds or claims the record of that site in the segment and
+ *      adds the hit with atomics.
+ * Nothing allocates: the site image lives on the stack; glibc's dladdr1 only
+ * takes the loader's lock (so a signal handler that interrupted the loader
+ * must not get here: documented in trace.h).
+ *
+ * Why libunwind is dlopen'd privately (RTLD_LOCAL), on the first capture:
+ * libunwind.so.8 also defines the _Unwind_* ABI that C++ exceptions use. Linked
+ * into the shim (which is preloaded, so it comes first in the global symbol
+ * scope) it would replace libgcc_s's unwinder for every C++ program, tracing
+ * or not. Loaded RTLD_LOCAL, its symbols are reachable only through our
+ * handle; and programs that never trace never load it at all.
  */
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
 #include "trace.h"
 
-#include "state.h"
+#define RAW_DEPTH 48		    /* frames asked of libunwind (ours included) */
+#define DEFAULT_RATE 100	    /* captures per second per process */
+#define DEFAULT_LIB "libunwind.so.8" /* SOCKMEM_TRACE_LIB overrides (tests) */
+
+enum { U_UNLOADED, U_LOADING, U_READY, U_OFF };
+
+typedef int (*backtrace_fn)(void **, int);
+
+/* W: the one thread that wins U_UNLOADED -> U_LOADING, before it stores
+ * U_READY (release). R: capturing threads after acquiring U_READY. */
+static _Atomic int ustate;
+static backtrace_fn unw_bt;
+static const struct link_map *self_map, *unw_map, *libc_map;
+static char exe_path[SOCKMEM_TRACE_OBJ_PATH];
+static uint64_t emission_ns = 1000000000u / DEFAULT_RATE;
+static uint64_t tolerance_ns = (DEFAULT_RATE - 1) * (1000000000u / DEFAULT_RATE);
+
+/* GCRA state: when the bucket is full again. W/R: CAS by capturing threads. */
+static _Atomic uint64_t tat;
+
+static const struct link_map *map_of(const void *pc)
+{
+	struct link_map *lm = NULL;
+	Dl_info info;
+
+	/* pc - 1: a return address may point just past its function's object. */
+	if (!dladdr1((const char *)pc - 1, &info, (void **)&lm, RTLD_DL_LINKMAP))
+		return NULL;
+	return lm;
+}
+
+/* SOCKMEM_TRACE_RATE: captures per second (1..100000), read once. */
+static void read_rate(void)
+{
+	const char *s = getenv("SOCKMEM_TRACE_RATE");
+	char *end;
+	long r;
+
+	if (!s || !*s)
+		return;
+	errno = 0;
+	r = strtol(s, &end, 10);
+	if (errno || *end || r < 1 || r > 100000) {
+		sm_log(SM_LOG_WARN, "SOCKMEM_TRACE_RATE=%s: want 1..100000 captures per second; "
+				    "using %d", s, DEFAULT_RATE);
+		return;
+	}
+	emission_ns = 1000000000u / (uint64_t)r;
+	tolerance_ns = (uint64_t)(r - 1) * emission_ns;
+}
+
+static bool load_unwinder(void)
+{
+	const char *lib = getenv("SOCKMEM_TRACE_LIB");
+	void *h;
+	ssize_t n;
+
+	if (!lib || !*lib)
+		lib = DEFAULT_LIB;
+	read_rate();
+	h = dlopen(lib, RTLD_LOCAL | RTLD_LAZY);
+	if (!h) {
+		const char *why = dlerror();
+
+		sm_log(SM_LOG_WARN, "SOCKMEM_TRACE: call-site tracing disabled: cannot load %s (%s)",
+		       lib, why ? why : "?");
+		return false;
+	}
+	unw_bt = (backtrace_fn)dlsym(h, "unw_backtrace");
+	if (!unw_bt) {
+		sm_log(SM_LOG_WARN,
+		       "SOCKMEM_TRACE: call-site tracing disabled: %s has no unw_backtrace", lib);
+		return false;
+	}
+	self_map = map_of((const char *)(uintptr_t)sm_trace_hit + 1);
+	unw_map = map_of((const char *)(uintptr_t)unw_bt + 1);
+	libc_map = map_of((const char *)(uintptr_t)getpid + 1);
+	n = readlink("/proc/self/exe", exe_path, sizeof(exe_path) - 1);
+	exe_path[n > 0 ? n : 0] = '\0';
+	return true;
+}
+
+/* The unwinder, loading it on the first call; NULL while another thread
+ * loads it (that hit is not captured) or when loading failed. Never blocks,
+ * so it is safe in a signal handler that interrupted the loading thread. */
+static backtrace_fn unwinder(void)
+{
+	int s = atomic_load_explicit(&ustate, memory_order_acquire), want = U_UNLOADED;
+
+	if (__builtin_expect(s == U_READY, 1))
+		return unw_bt;
+	if (s != U_UNLOADED ||
+	    !atomic_compare_exchange_strong(&ustate, &want, U_LOADING))
+		return NULL;
+	s = load_unwinder() ? U_READY : U_OFF;
+	atomic_store_explicit(&ustate, s, memory_order_release);
+	return s == U_READY ? unw_bt : NULL;
+}
+
+/* Token bucket as GCRA: admit if the bucket's debt stays within the burst. */
+static bool rate_ok(void)
+{
+	uint64_t now = sockmem_now_ns();
+	uint64_t t = atomic_load_explicit(&tat, memory_order_relaxed);
+
+	for (int i = 0; i < 8; i++) {
+		uint64_t base = t > now ? t : now;
+
+		if (base - now > tolerance_ns)
+			return false;
+		if (atomic_compare_exchange_weak_explicit(&tat, &t, base + emission_ns,
+							  memory_order_relaxed,
+							  memory_order_relaxed))
+			return true;
+	}
+	return false; /* heavy contention: other threads are capturing anyway */
+}
+
+static uint8_t obj_index(struct sockmem_trace *s, const char *path)
+{
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= SOCKMEM_TRACE_OBJ_PATH)
+		return SOCKMEM_TRACE_NO_OBJ;
+	for (uint32_t i = 0; i < s->nobjs; i++)
+		if (strcmp(s->objs[i], path) == 0)
+			return (uint8_t)i;
+	if (s->nobjs == SOCKMEM_TRACE_OBJS)
+		return SOCKMEM_TRACE_NO_OBJ;
+	memcpy(s->objs[s->nobjs], path, len + 1);
+	return (uint8_t)s->nobjs++;
+}
+
+/* Append one frame; returns whether it lies outside the C library. */
+static bool add_frame(struct sockmem_trace *s, void *pc, const struct link_map *lm)
+{
+	uint32_t d = s->depth++;
+
+	s->pcs[d] = (uintptr_t)pc;
+	s->obj[d] = SOCKMEM_TRACE_NO_OBJ;
+	if (!lm)
+		return true;
+	s->pcs[d] = (uintptr_t)pc - lm->l_addr;
+	s->obj[d] = obj_index(s, lm->l_name && lm->l_name[0] ? lm->l_name : exe_path);
+	return lm != libc_map;
+}
+
+/* Build the site from the stack; false if there is no caller worth naming
+ * (only our own frames and the C library's: the helper thread). */
+static bool build_site(backtrace_fn bt, struct sockmem_trace *s)
+{
+	void *raw[RAW_DEPTH];
+	int n = bt(raw, RAW_DEPTH), i = 0;
+	const struct sockmem_group *g = sockmem_group_at(sm_seg, sm_group);
+	const struct link_map *lm = NULL;
+	bool named = false;
+
+	if (!g)
+		return false;
+	memset(s, 0, sizeof(*s));
+	s->group = sm_group;
+	s->group_gen = atomic_load_explicit(&g->generation, memory_order_relaxed);
+	s->pid = sm_pid;
+	strncpy(s->exe, program_invocation_short_name ?: "?", sizeof(s->exe) - 1);
+	for (; i < n; i++) { /* skip the shim's and libunwind's own frames */
+		lm = map_of(raw[i]);
+		if (!lm || (lm != self_map && lm != unw_map))
+			break;
+	}
+	for (; i < n && s->depth < SOCKMEM_TRACE_DEPTH; i++)
+		named |= add_frame(s, raw[i], map_of(raw[i]));
+	return named;
+}
+
+static void capture(backtrace_fn bt, int64_t bytes, uint32_t kind)
+{
+	struct sockmem_trace site;
+	int rc;
+
+	if (!build_site(bt, &site))
+		return;
+	rc = sockmem_trace_add(sm_seg, &site, bytes, kind);
+	if (rc == -ENOSPC)
+		sm_log_once(SM_LOG_WARN,
+			    "SOCKMEM_TRACE: trace table full; new call sites are not recorded "
+			    "(free it with 'sockmemctl traces GROUP --reset')");
+}
+
+static void trace_slow(int64_t bytes, uint32_t kind)
+{
+	backtrace_fn bt;
+
+	if (!sm_seg || sm_group == SOCKMEM_NONE)
+		return;
+	sm_nest++; /* dlopen, dladdr, the unwinder's reads: all pass through */
+	bt = unwinder();
+	if (bt && rate_ok())
+		capture(bt, bytes, kind);
+	sm_nest--;
+}
 
 void sm_trace_hit(int64_t bytes, int kind)
 {
 	if (__builtin_expect(!sm_cfg.trace, 1))
 		return;
-	(void)bytes;
-	(void)kind;
+	SM_SAVE_ERRNO(trace_slow(bytes, (uint32_t)kind & (SM_TRACE_MAX | SM_TRACE_THROTTLE)));
+}
+
+/* Concurrency: any thread (reads the group chain's counters, relaxed). */
+void sm_trace_forced_slow(int64_t bytes)
+{
+	uint32_t idx = sm_group;
+
+	for (int d = 0; d < 64 && idx != SOCKMEM_NONE; d++) {
+		const struct sockmem_group *g = sockmem_group_at(sm_seg, idx);
+
+		if (!g)
+			return;
+		if (atomic_load_explicit(&g->usage, memory_order_relaxed) >
+		    atomic_load_explicit(&g->max, memory_order_relaxed)) {
+			sm_trace_hit(bytes, SM_TRACE_MAX);
+			return;
+		}
+		idx = g->parent;
+	}
 }
