@@ -50,6 +50,7 @@ struct opts {
 	int64_t nr, batch;
 	uint64_t iterations; /* per thread; 0: duration only */
 	int duration_ms, repeat;
+	bool pin; /* worker thread i on CPU i mod ncpus */
 	int variants[V_NR], nvariants;
 	int threads[8], nthreads;
 	int procs[8], nprocs;
@@ -186,12 +187,30 @@ static uint64_t thread_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Pinning keeps two workers off the same CPU, so that whenever both run
+ * they run at the same time and really share the contended line. */
+static void pin_self(int id)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
+	if (ncpu < 1)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET((int)(id % ncpu), &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0)
+		fprintf(stderr, "sockmem-charge-bench: sched_setaffinity: %s\n", strerror(errno));
+}
+
 static void *thread_main(void *arg)
 {
 	struct worker *w = arg;
 	struct shared *sh = w->sh;
 	uint64_t n = 0, fails = 0, t0, t1, c0, c1;
 	int rc;
+
+	if (w->o->pin)
+		pin_self(w->id);
 
 	if (w->v == V_CACHE &&
 	    (rc = sockmem_cache_attach(w->seg, w->proc, w->o->batch, &w->cache)) < 0) {
@@ -399,6 +418,8 @@ static const char usage_text[] =
 	"  --nr BYTES          bytes per charge (1500)\n"
 	"  --batch BYTES       cache batch (65536)\n"
 	"  --namespace NS      shm namespace (default cb-<pid>); removed at the end\n"
+	"  --pin               pin worker thread i (over all processes) to CPU i mod\n"
+	"                      the number of CPUs\n"
 	"  -h, --help          this text\n";
 
 static const struct option long_opts[] = {
@@ -411,6 +432,7 @@ static const struct option long_opts[] = {
 	{"nr", required_argument, NULL, 'n'},
 	{"batch", required_argument, NULL, 'b'},
 	{"namespace", required_argument, NULL, 'N'},
+	{"pin", no_argument, NULL, 'P'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -498,6 +520,9 @@ static void parse_one(struct opts *o, int c, const char *arg, bool *threads_set)
 		break;
 	case 'b':
 		o->batch = parse_num("--batch", arg, 1, 1 << 30);
+		break;
+	case 'P':
+		o->pin = true;
 		break;
 	case 'N':
 		if (sockmem_ns_valid(arg) < 0)
