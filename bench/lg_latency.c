@@ -47,8 +47,8 @@ static double percall_batch(int a, int b, char *buf, size_t size, long iters, ui
 int sm_lg_percall(const struct sm_lg_opts *o, struct sm_lg_report *r)
 {
 	struct sm_lg_alloc before, after;
-	/* ns[] stays in batch order for "samples" (lives until exit); sorted[]
-	 * gives the median. */
+	/* ns[] stays in batch order for "samples" (handed to the report);
+	 * sorted[] gives the median. */
 	double *ns = xcalloc((size_t)o->batches, sizeof(*ns));
 	double *sorted = xcalloc((size_t)o->batches, sizeof(*sorted));
 	char *buf = xcalloc(1, o->size);
@@ -184,7 +184,7 @@ int sm_lg_pingpong(const struct sm_lg_opts *o, struct sm_lg_report *r)
 	long per = o->iterations / chunks > 0 ? o->iterations / chunks : 1, n = 0;
 	double *lat = xcalloc((size_t)(per * chunks), sizeof(*lat));
 	double *tmp = xcalloc((size_t)per, sizeof(*tmp));
-	double *p50 = xcalloc((size_t)chunks, sizeof(*p50)); /* lives until exit */
+	double *p50 = xcalloc((size_t)chunks, sizeof(*p50));
 	long *end = xcalloc((size_t)chunks + 1, sizeof(*end));
 	char *buf = xcalloc(1, o->size);
 	int lfd = sm_lg_listen(o->ipv6, 1), a, b, done = 0;

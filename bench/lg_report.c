@@ -139,7 +139,7 @@ void sm_lg_result_dbl(struct sm_lg_report *r, const char *key, double v)
 	kv->d = v;
 }
 
-void sm_lg_result_samples(struct sm_lg_report *r, const double *v, int n)
+void sm_lg_result_samples(struct sm_lg_report *r, double *v, int n)
 {
 	r->samples = v;
 	r->nsamples = n;

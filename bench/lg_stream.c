@@ -372,7 +372,7 @@ int sm_lg_stream(const struct sm_lg_opts *o, struct sm_lg_report *r)
 {
 	struct stream_run s = {.o = o};
 	uint64_t warm = (uint64_t)(o->duration * 0.1e9);
-	double *rate = calloc((size_t)o->batches + 1, sizeof(*rate)); /* lives until exit */
+	double *rate = calloc((size_t)o->batches + 1, sizeof(*rate));
 
 	if (!rate)
 		sm_lg_die("out of memory");

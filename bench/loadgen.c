@@ -302,5 +302,6 @@ int main(int argc, char **argv)
 	else
 		rc = sm_lg_stream(&o, &r);
 	sm_lg_print(&o, &r);
+	free(r.samples);
 	return rc == 0 ? 0 : 1;
 }

@@ -58,7 +58,7 @@ struct sm_lg_report {
 	/* bytes jemalloc counted for the measured loops' threads; -1: unknown */
 	int64_t alloc_bytes, dealloc_bytes;
 	const char *alloc_scope; /* which threads the counters cover */
-	const double *samples;
+	double *samples;	 /* owned */
 	int nsamples;
 };
 
@@ -67,8 +67,9 @@ void sm_lg_param_str(struct sm_lg_report *r, const char *key, const char *v);
 void sm_lg_result_int(struct sm_lg_report *r, const char *key, int64_t v);
 void sm_lg_result_dbl(struct sm_lg_report *r, const char *key, double v);
 /* Per-batch values (percall ns/pair, pingpong p50 us, stream Gbit/s),
- * printed as "samples" with --samples. Not owned. */
-void sm_lg_result_samples(struct sm_lg_report *r, const double *v, int n);
+ * printed as "samples" with --samples. Takes ownership of the malloc'd v
+ * (freed by main after printing). */
+void sm_lg_result_samples(struct sm_lg_report *r, double *v, int n);
 void sm_lg_print(const struct sm_lg_opts *o, const struct sm_lg_report *r);
 
 /* ---- lockstep turns (--turns IN:OUT) -----------------------------------
