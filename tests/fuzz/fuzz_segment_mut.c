@@ -3,9 +3,9 @@
  *
  * At start-up a real segment is created in a namespace of its own (small
  * capacities, a few groups with limits, a registered process holding a
- * charged cache slot, a group under pressure), its bytes are copied, and it
- * is unlinked. Each input is a list of patches to that image, so the fuzzer
- * starts past the magic and layout checks:
+ * charged cache slot, a group under pressure, a call-site trace), its bytes
+ * are copied, and it is unlinked. Each input is a list of patches to that
+ * image, so the fuzzer starts past the magic and layout checks:
  *
  *   byte 0   bits 0-1: length: 0/3 keep, 1 shrink, 2 grow (zero-filled)
  *   byte 1   length change in units of 8 bytes
@@ -41,6 +41,27 @@ static __attribute__((noreturn)) void fail_init(const char *what, int rc, const 
 	abort();
 }
 
+/* A live call-site record for group g (so the trace table is not empty). */
+static void add_trace(sockmem_seg_t *seg, uint32_t g)
+{
+	struct sockmem_trace site;
+	int rc;
+
+	memset(&site, 0, sizeof(site));
+	site.group = g;
+	site.group_gen = sockmem_group_at(seg, g)->generation;
+	site.depth = 2;
+	site.pcs[0] = 0x401000;
+	site.pcs[1] = 0x1234;
+	site.obj[1] = 1;
+	site.nobjs = 2;
+	snprintf(site.objs[0], sizeof(site.objs[0]), "/usr/bin/server");
+	snprintf(site.objs[1], sizeof(site.objs[1]), "/lib/libc.so.6");
+	snprintf(site.exe, sizeof(site.exe), "server");
+	if ((rc = sockmem_trace_add(seg, &site, 65536, SOCKMEM_TRACE_KIND_MAX)) < 0)
+		fail_init("trace", rc, "");
+}
+
 /* Populate a fresh segment so that every table has live records. */
 static void populate(sockmem_seg_t *seg)
 {
@@ -65,6 +86,7 @@ static void populate(sockmem_seg_t *seg)
 		fail_init("charge", -1, "");
 	sockmem_charge(seg, x, 100);
 	sockmem_enter_pressure(seg, x, 1000000000u);
+	add_trace(seg, ab);
 	/* Copy while the process record and the slot are live. */
 	base_len = sockmem_header(seg)->total_size;
 	base_img = malloc(base_len);

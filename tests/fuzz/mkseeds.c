@@ -23,6 +23,7 @@
 #define GRP(f) offsetof(struct sockmem_group, f)
 #define SLOT(f) offsetof(struct sockmem_slot, f)
 #define PROC(f) offsetof(struct sockmem_proc, f)
+#define TRACE(f) offsetof(struct sockmem_trace, f)
 
 static const char *out_dir;
 
@@ -49,6 +50,27 @@ static void set64(uint8_t *img, size_t off, uint64_t v)
 	memcpy(img + off, &v, sizeof(v));
 }
 
+/* One live call-site record charging group g. */
+static void add_trace(sockmem_seg_t *seg, uint32_t g)
+{
+	struct sockmem_trace site;
+
+	memset(&site, 0, sizeof(site));
+	site.group = g;
+	site.group_gen = sockmem_group_at(seg, g)->generation;
+	site.depth = 2;
+	site.pcs[0] = 0x401000;
+	site.pcs[1] = 0x1234;
+	site.obj[0] = 0;
+	site.obj[1] = 1;
+	site.nobjs = 2;
+	snprintf(site.objs[0], sizeof(site.objs[0]), "/usr/bin/server");
+	snprintf(site.objs[1], sizeof(site.objs[1]), "/lib/x86_64-linux-gnu/libc.so.6");
+	snprintf(site.exe, sizeof(site.exe), "server");
+	site.pid = (int32_t)getpid();
+	sockmem_trace_add(seg, &site, 65536, SOCKMEM_TRACE_KIND_MAX);
+}
+
 /* A real segment with small capacities and live records; returns a copy. */
 static uint8_t *real_image(size_t *len, bool populate)
 {
@@ -73,6 +95,7 @@ static uint8_t *real_image(size_t *len, bool populate)
 		sockmem_proc_register(seg, g, &p);
 		sockmem_cache_attach(seg, p, 4096, &c);
 		sockmem_cache_charge(&c, 100, false, NULL);
+		add_trace(seg, g);
 	}
 	*len = sockmem_header(seg)->total_size;
 	img = malloc(*len);
@@ -103,7 +126,8 @@ static void damaged(const uint8_t *img, size_t len, size_t compact)
 		put("segment", name, d, n);                                                \
 	} while (0)
 	DAMAGE("bad-magic", len, set64(d, HDR(magic), 0x1122334455667788u));
-	DAMAGE("abi-v2", len, set32(d, HDR(abi_version), 2));
+	DAMAGE("abi-next", len, set32(d, HDR(abi_version), SOCKMEM_ABI_VERSION + 1));
+	DAMAGE("abi-previous", len, set32(d, HDR(abi_version), SOCKMEM_ABI_VERSION - 1));
 	DAMAGE("truncated-header", 100, (void)0);
 	DAMAGE("truncated-file", compact - 64, (void)0);
 	DAMAGE("size-mismatch", len, set64(d, HDR(total_size), len * 2));
@@ -120,6 +144,8 @@ static void damaged(const uint8_t *img, size_t len, size_t compact)
 	DAMAGE("group-state", len, set32(d, g0 + GRP(state), 9));
 	DAMAGE("slot-group-range", len, set32(d, h.slot_offset + SLOT(group), 4));
 	DAMAGE("proc-group-range", len, set32(d, h.proc_offset + PROC(group), 0xffffffffu));
+	DAMAGE("trace-nobjs", len, set32(d, h.trace_offset + TRACE(nobjs), 5));
+	DAMAGE("trace-depth", len, set32(d, h.trace_offset + TRACE(depth), 17));
 #undef DAMAGE
 	free(d);
 }

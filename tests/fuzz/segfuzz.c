@@ -149,6 +149,44 @@ void fz_mask_counters(sockmem_seg_t *seg)
 	}
 }
 
+/* A record read back is safe to use whatever the segment holds. */
+static void check_trace(const struct sockmem_trace *t)
+{
+	FZ_CHECK(t->depth <= SOCKMEM_TRACE_DEPTH && t->nobjs <= SOCKMEM_TRACE_OBJS);
+	for (uint32_t f = 0; f < SOCKMEM_TRACE_DEPTH; f++)
+		FZ_CHECK(t->obj[f] < t->nobjs || t->obj[f] == SOCKMEM_TRACE_NO_OBJ);
+	FZ_CHECK(memchr(t->exe, '\0', sizeof(t->exe)) != NULL);
+	for (uint32_t o = 0; o < SOCKMEM_TRACE_OBJS; o++)
+		FZ_CHECK(memchr(t->objs[o], '\0', sizeof(t->objs[o])) != NULL);
+}
+
+/* The trace table: read every record, count hits (new and existing sites),
+ * reset. */
+static void exercise_traces(sockmem_seg_t *seg)
+{
+	struct sockmem_trace t, site;
+
+	memset(&site, 0, sizeof(site));
+	site.depth = 1;
+	site.pcs[0] = 0x1234;
+	site.obj[0] = 0;
+	site.nobjs = 1;
+	snprintf(site.objs[0], sizeof(site.objs[0]), "/usr/bin/fuzz");
+	snprintf(site.exe, sizeof(site.exe), "fuzz");
+	for (uint32_t i = 0; i <= seg->ntraces; i++) {
+		if (sockmem_trace_read(seg, i, &t) != 0)
+			continue;
+		check_trace(&t);
+		(void)sockmem_trace_hash(&t);
+		(void)sockmem_trace_add(seg, &t, 1, SOCKMEM_TRACE_KIND_MAX);
+	}
+	(void)sockmem_trace_add(seg, &site, 4096, SOCKMEM_TRACE_KIND_THROTTLE);
+	(void)sockmem_trace_add(seg, &site, 4096, SOCKMEM_TRACE_KIND_MAX);
+	FZ_CHECK(sockmem_trace_reset(seg, 0) >= 0);
+	FZ_CHECK(sockmem_trace_reset(seg, SOCKMEM_NONE) >= 0);
+	FZ_CHECK(sockmem_trace_at(seg, seg->ntraces) == NULL);
+}
+
 void fz_exercise(sockmem_seg_t *seg)
 {
 	struct sockmem_group_stat st;
@@ -166,6 +204,7 @@ void fz_exercise(sockmem_seg_t *seg)
 		exercise_counter(seg, i);
 	}
 	exercise_counter(seg, SOCKMEM_NONE);
+	exercise_traces(seg);
 	for (uint32_t i = sockmem_group_next(seg, 0); i != SOCKMEM_NONE && n <= seg->ngroups;
 	     i = sockmem_group_next(seg, i + 1))
 		n++;
