@@ -1,6 +1,6 @@
 /*
- * sockmemctl set, reset-peak, reap, rm and traces: the commands that change
- * the segment (traces is a placeholder until the shim's tracer exists).
+ * sockmemctl set, reset-peak, reap and rm: the commands that change the
+ * segment (traces, which can also reset its records, is in ctl_traces.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -42,13 +42,6 @@ static const char rm_help[] =
 	"Remove GROUP. Only an unused group can go: no children, no member\n"
 	"processes, nothing charged. Exit status: 0; 1 when the group is missing or\n"
 	"in use; 2 for a usage error.\n";
-
-static const char traces_help[] =
-	"Usage: sockmemctl traces GROUP\n"
-	"\n"
-	"Top call sites of GROUP's programs that hit max or were throttled.\n"
-	"Not implemented yet: it needs the shim's call-site tracer (SOCKMEM_TRACE=1).\n"
-	"Exit status: 1 (not implemented).\n";
 
 /* Parse the command's options when the only one is --help. Returns -1 to go
  * on, else the exit status. */
@@ -167,7 +160,7 @@ int ctl_cmd_set(struct ctl *ctx, int argc, char **argv)
 	return rc;
 }
 
-/* ---- reset-peak, reap, rm, traces ----------------------------------------- */
+/* ---- reset-peak, reap, rm ----------------------------------------------- */
 
 int ctl_cmd_reset_peak(struct ctl *ctx, int argc, char **argv)
 {
@@ -314,14 +307,4 @@ int ctl_cmd_rm(struct ctl *ctx, int argc, char **argv)
 	}
 	sockmem_close(seg);
 	return rc;
-}
-
-int ctl_cmd_traces(struct ctl *ctx, int argc, char **argv)
-{
-	int rc = only_help(ctx, argc, argv, traces_help);
-
-	if (rc >= 0)
-		return rc;
-	return ctl_fail(CTL_ERR, "traces: not implemented yet (needs the shim's call-site "
-				 "tracer, SOCKMEM_TRACE=1, from issue 5)");
 }

@@ -23,7 +23,7 @@ static const struct ctl_cmd commands[] = {
 	{"reset-peak", "reset a group's peak to its current usage", ctl_cmd_reset_peak},
 	{"reap", "return the charges of dead processes now", ctl_cmd_reap},
 	{"rm", "remove an unused group", ctl_cmd_rm},
-	{"traces", "call sites that hit max (not implemented yet)", ctl_cmd_traces},
+	{"traces", "call sites that hit max or were throttled, symbolised", ctl_cmd_traces},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
