@@ -32,9 +32,9 @@
 #include "internal.h"
 #include "trace.h"
 
-#define RAW_DEPTH 48		    /* frames asked of libunwind (ours included) */
-#define DEFAULT_RATE 100	    /* captures per second per process */
-#define DEFAULT_LIB "libunwind.so.8" /* SOCKMEM_TRACE_LIB overrides (tests) */
+#define RAW_DEPTH    48		      /* frames asked of libunwind (ours included) */
+#define DEFAULT_RATE 100	      /* captures per second per process */
+#define DEFAULT_LIB  "libunwind.so.8" /* SOCKMEM_TRACE_LIB overrides (tests) */
 
 enum { U_UNLOADED, U_LOADING, U_READY, U_OFF };
 
@@ -75,8 +75,10 @@ static void read_rate(void)
 	errno = 0;
 	r = strtol(s, &end, 10);
 	if (errno || *end || r < 1 || r > 100000) {
-		sm_log(SM_LOG_WARN, "SOCKMEM_TRACE_RATE=%s: want 1..100000 captures per second; "
-				    "using %d", s, DEFAULT_RATE);
+		sm_log(SM_LOG_WARN,
+		       "SOCKMEM_TRACE_RATE=%s: want 1..100000 captures per second; "
+		       "using %d",
+		       s, DEFAULT_RATE);
 		return;
 	}
 	emission_ns = 1000000000u / (uint64_t)r;
@@ -96,8 +98,9 @@ static bool load_unwinder(void)
 	if (!h) {
 		const char *why = dlerror();
 
-		sm_log(SM_LOG_WARN, "SOCKMEM_TRACE: call-site tracing disabled: cannot load %s (%s)",
-		       lib, why ? why : "?");
+		sm_log(SM_LOG_WARN,
+		       "SOCKMEM_TRACE: call-site tracing disabled: cannot load %s (%s)", lib,
+		       why ? why : "?");
 		return false;
 	}
 	unw_bt = (backtrace_fn)dlsym(h, "unw_backtrace");
@@ -123,8 +126,7 @@ static backtrace_fn unwinder(void)
 
 	if (__builtin_expect(s == U_READY, 1))
 		return unw_bt;
-	if (s != U_UNLOADED ||
-	    !atomic_compare_exchange_strong(&ustate, &want, U_LOADING))
+	if (s != U_UNLOADED || !atomic_compare_exchange_strong(&ustate, &want, U_LOADING))
 		return NULL;
 	s = load_unwinder() ? U_READY : U_OFF;
 	atomic_store_explicit(&ustate, s, memory_order_release);

@@ -49,8 +49,10 @@ struct traces_args {
 static int parse_args(struct ctl *ctx, int argc, char **argv, struct traces_args *a)
 {
 	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'j'},  {"top", required_argument, NULL, 't'},
-		{"reset", no_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+		{"json", no_argument, NULL, 'j'},
+		{"top", required_argument, NULL, 't'},
+		{"reset", no_argument, NULL, 'r'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c, rc;
@@ -115,7 +117,8 @@ static int collect(sockmem_seg_t *seg, const char *root, struct site **out)
 	for (uint32_t i = 0; i < cap; i++) {
 		struct site *s = &v[n];
 
-		if (sockmem_trace_read(seg, i, &s->t) < 0 || !record_group(seg, &s->t, root, s->group))
+		if (sockmem_trace_read(seg, i, &s->t) < 0 ||
+		    !record_group(seg, &s->t, root, s->group))
 			continue;
 		s->count = atomic_load(&s->t.count);
 		s->bytes = atomic_load(&s->t.bytes);
@@ -239,8 +242,8 @@ static void print_site(int rank, const struct site *s)
 	}
 }
 
-static void print_table(const char *root, const struct sockmem_group_stat *st,
-			const struct site *v, int n, uint64_t top)
+static void print_table(const char *root, const struct sockmem_group_stat *st, const struct site *v,
+			int n, uint64_t top)
 {
 	uint64_t hits = 0;
 
@@ -255,8 +258,8 @@ static void print_table(const char *root, const struct sockmem_group_stat *st,
 	}
 	printf("group '%s': %d call site%s, %llu captured hits (a rate-limited sample; events: "
 	       "max %llu, throttled %llu)\n",
-	       root, n, n == 1 ? "" : "s", (unsigned long long)hits,
-	       (unsigned long long)st->ev_max, (unsigned long long)st->ev_throttled);
+	       root, n, n == 1 ? "" : "s", (unsigned long long)hits, (unsigned long long)st->ev_max,
+	       (unsigned long long)st->ev_throttled);
 	for (int i = 0; i < n && (top == 0 || (uint64_t)i < top); i++) {
 		putchar('\n');
 		print_site(i + 1, &v[i]);
@@ -318,8 +321,8 @@ static void json_site(int rank, const struct site *s)
 	printf("}");
 }
 
-static void print_json(const char *root, const struct sockmem_group_stat *st,
-		       const struct site *v, int n, uint64_t top)
+static void print_json(const char *root, const struct sockmem_group_stat *st, const struct site *v,
+		       int n, uint64_t top)
 {
 	printf("{\"group\":");
 	json_string(root);
@@ -349,8 +352,8 @@ static int reset(struct ctl *ctx, const char *path)
 		if (n < 0)
 			rc = ctl_fail(CTL_ERR, "cannot reset traces: %s", strerror(-n));
 		else
-			printf("forgot %d call-site record%s of group '%s'\n", n,
-			       n == 1 ? "" : "s", path);
+			printf("forgot %d call-site record%s of group '%s'\n", n, n == 1 ? "" : "s",
+			       path);
 	}
 	sockmem_close(seg);
 	return rc;

@@ -35,8 +35,8 @@ TestSuite(trace, .init = setup, .fini = teardown, .timeout = 60);
 
 static sockmem_seg_t *seg_open(uint32_t traces, bool readonly)
 {
-	struct sockmem_open_opts o = {.ns = ns, .create = !readonly, .readonly = readonly,
-				      .traces = traces};
+	struct sockmem_open_opts o = {
+		.ns = ns, .create = !readonly, .readonly = readonly, .traces = traces};
 	char err[SOCKMEM_ERRLEN];
 	sockmem_seg_t *seg;
 
@@ -238,7 +238,7 @@ Test(trace, validation_refuses_out_of_range_records)
 /* ---- concurrency ------------------------------------------------------ */
 
 #define THREADS 4
-#define HITS 20000
+#define HITS	20000
 
 static sockmem_seg_t *shared;
 static uint32_t shared_group;

@@ -134,8 +134,9 @@ Test(traces, names_the_function_that_hit_max)
 		struct h_out j;
 		const char *py = h_fmt("%s/check_traces_json.py", TRACES_SRC_DIR);
 
-		h_run(&j, (const char *const[]){"/usr/bin/env", "python3", py, "sm_test_blast_sender",
-						NULL},
+		h_run(&j,
+		      (const char *const[]){"/usr/bin/env", "python3", py, "sm_test_blast_sender",
+					    NULL},
 		      r.out);
 		cr_expect_eq(j.status, 0, "%s\n%s", j.err, r.out);
 		h_free(&j);
@@ -165,6 +166,48 @@ Test(traces, captures_are_rate_limited)
 		      (unsigned long long)total, secs);
 	cr_expect_gt(events_max(), total, "the limit was hit more often than captured (%llu)",
 		     (unsigned long long)total);
+}
+
+/* Run the helper with the malloc counter preloaded too; its count. */
+static unsigned long mallocs_with_rate(const char *rate, uint64_t *captured)
+{
+	const char *const more[] = {"SOCKMEM_TRACE=1", h_fmt("SOCKMEM_TRACE_RATE=%s", rate), NULL};
+	const char *helper = h_fmt("%s/trace-helper", getenv("SOCKMEM_HELPER_DIR"));
+	unsigned long n = 0;
+	struct h_out r;
+	const char *p;
+	int nrec;
+
+	helper_env(more);
+	env_buf[0] = h_fmt("LD_PRELOAD=%s/trace-malloc-count.so:%s", getenv("SOCKMEM_HELPER_DIR"),
+			   h_build("libsockmem.so"));
+	h_run(&r, (const char *const[]){helper, "blast", "1000", "3000", NULL}, NULL);
+	h_env(NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	p = strstr(r.err, "mallocs ");
+	cr_assert(p && sscanf(p, "mallocs %lu", &n) == 1, "%s", r.err);
+	h_free(&r);
+	*captured = recorded(&nrec);
+	cr_assert_eq(sockmem_unlink(h_ns()), 0);
+	make_group("64K");
+	return n;
+}
+
+Test(traces, captures_do_not_allocate)
+{
+	uint64_t one, many;
+	unsigned long m1, m2;
+
+	if (getenv("SOCKMEM_ASAN_LIB") && *getenv("SOCKMEM_ASAN_LIB"))
+		cr_skip_test("the ASan runtime owns malloc; checked in the default build");
+	make_group("64K");
+	m1 = mallocs_with_rate("1", &one);
+	m2 = mallocs_with_rate("100000", &many);
+	cr_assert_geq(one, 1);
+	cr_assert_gt(many, one + 100, "many captures (%llu vs %llu)", (unsigned long long)many,
+		     (unsigned long long)one);
+	cr_expect_leq(m2, m1, "%llu captures made %lu mallocs, 1 capture %lu",
+		      (unsigned long long)many, m2, m1);
 }
 
 Test(traces, tracing_off_records_nothing)
@@ -324,8 +367,8 @@ static void plant_garbage(sockmem_seg_t *seg, uint32_t i, uint32_t g, const char
 
 Test(traces, garbage_records_do_not_crash_the_reader)
 {
-	static const char *const objs[] = {"/dev/zero", "/proc/self/mem", "/etc/passwd",
-					   "/nonexistent", "/tmp", "/dev/stdin"};
+	static const char *const objs[] = {"/dev/zero",	   "/proc/self/mem", "/etc/passwd",
+					   "/nonexistent", "/tmp",	     "/dev/stdin"};
 	struct h_out r;
 	sockmem_seg_t *seg;
 	uint32_t g;

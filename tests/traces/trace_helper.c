@@ -42,7 +42,7 @@ static int pair(int *client, int *server)
 /* The call site the test looks for: exported (-rdynamic) and never inlined. */
 long sm_test_blast_sender(int fd, size_t n, long count);
 __attribute__((noinline, visibility("default"))) long sm_test_blast_sender(int fd, size_t n,
-									    long count)
+									   long count)
 {
 	long sent = 0;
 
