@@ -46,6 +46,8 @@ const struct sm_option sm_options[] = {
 	 "inet|inet6|unix", "Socket families accounted (TCP/UDP over these)"},
 	{"SOCKMEM_TRACE", SM_OPT_INT, OPT(trace), 0, "0", 0, 1, "bool", NULL,
 	 "Record call sites that hit max or were throttled"},
+	{"SOCKMEM_THROTTLE", SM_OPT_INT, OPT(throttle), 0, "0", 0, 1, "bool", NULL,
+	 "Throttle threads charging over high (the kernel's overage curve, up to 2 s)"},
 	{"SOCKMEM_GROUPS", SM_OPT_INT, OPT(groups), 0, "256", 1, 65536, "count", NULL,
 	 "Group capacity when this process creates the segment"},
 	{"SOCKMEM_PROCS", SM_OPT_INT, OPT(procs), 0, "1024", 1, 1 << 20, "count", NULL,

@@ -27,6 +27,7 @@ struct sm_config {
 	int64_t pressure_ms;	      /* pressure period (issue 4) */
 	int64_t log_level;	      /* enum sm_log_level */
 	int64_t trace;		      /* 0/1: call-site tracing (issue 5) */
+	int64_t throttle;	      /* 0/1: throttle charging threads over high */
 	int64_t families;	      /* SM_FAM_* mask */
 	int64_t groups, procs, slots; /* segment capacities when creating; 0: default */
 };

@@ -11,18 +11,23 @@
 #include <errno.h>
 
 #include "core.h"
+#include "reclaim.h"
 
 #define RLX(p)	  atomic_load_explicit((p), memory_order_relaxed)
 #define ADD(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 
 /*
- * A charge left usage above `high` at this level. The reclaimer (a later
- * issue) hooks its wake-up here; for now only the event is counted.
+ * A charge of nr left usage u above `high` at this level: count the event
+ * and, on the crossing itself (usage was at or below high before this
+ * charge), wake the reclaimers waiting on this level (issue 4). Charges that
+ * stay above high do not wake anyone: the reclaimers re-check every tick.
  * Concurrency: lock-free.
  */
-static void sm_high_crossed(sockmem_seg_t *seg, uint32_t idx)
+static void sm_high_crossed(sockmem_seg_t *seg, uint32_t idx, int64_t u, int64_t nr, int64_t high)
 {
 	ADD(&seg->groups[idx].ev_high, 1);
+	if (u - nr <= high)
+		sm_reclaim_wake(seg, idx);
 }
 
 static void update_peak(struct sockmem_group *g, int64_t u)
@@ -35,13 +40,14 @@ static void update_peak(struct sockmem_group *g, int64_t u)
 }
 
 /* After a successful charge at one level: peak and high. */
-static void charged(sockmem_seg_t *seg, uint32_t idx, int64_t u)
+static void charged(sockmem_seg_t *seg, uint32_t idx, int64_t u, int64_t nr)
 {
 	struct sockmem_group *g = &seg->groups[idx];
+	int64_t high = RLX(&g->high);
 
 	update_peak(g, u);
-	if (u > RLX(&g->high))
-		sm_high_crossed(seg, idx);
+	if (u > high)
+		sm_high_crossed(seg, idx, u, nr, high);
 }
 
 /* One level of try_charge: add nr unless that would exceed max. */
@@ -115,7 +121,7 @@ bool sm_try_charge(sockmem_seg_t *seg, uint32_t group, int64_t nr, uint32_t *fai
 				*fail = i;
 			return false;
 		}
-		charged(seg, i, nu);
+		charged(seg, i, nu, nr);
 	}
 	return true;
 }
@@ -140,7 +146,7 @@ void sockmem_charge(sockmem_seg_t *seg, uint32_t group, int64_t nr)
 			ADD(&g->ev_max, 1);
 			sockmem_enter_pressure(seg, i, sm_pressure_period_ns);
 		}
-		charged(seg, i, nu);
+		charged(seg, i, nu, nr);
 	}
 }
 

@@ -109,6 +109,21 @@ void sm_sock_charge(struct sm_sock *st, int64_t n)
 	} while (!atomic_compare_exchange_weak(&st->est, &e, e + n));
 }
 
+/* Add n bytes already charged to the counter (an admission's reservation)
+ * to E; false if st is DEAD (the caller gives the bytes back). */
+bool sm_sock_publish(struct sm_sock *st, int64_t n)
+{
+	int64_t e = atomic_load_explicit(&st->est, memory_order_relaxed);
+
+	if (n <= 0)
+		return e != SM_SOCK_DEAD;
+	do {
+		if (e == SM_SOCK_DEAD)
+			return false;
+	} while (!atomic_compare_exchange_weak(&st->est, &e, e + n));
+	return true;
+}
+
 /* Uncharge up to n bytes (never more than E). */
 void sm_sock_uncharge(struct sm_sock *st, int64_t n)
 {

@@ -17,6 +17,9 @@ void sm_account_init(void);
 
 /* Charge n (> 0) bytes the kernel holds for st (forced; see account.c). */
 void sm_sock_charge(struct sm_sock *st, int64_t n);
+/* Move n bytes already charged (an admission's reservation) into st's
+ * estimate; false if st was released meanwhile (give them back). */
+bool sm_sock_publish(struct sm_sock *st, int64_t n);
 /* Uncharge up to n bytes (never more than st's estimate). */
 void sm_sock_uncharge(struct sm_sock *st, int64_t n);
 /* Set st's estimate to the kernel's figure t, charging or uncharging the

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "limit.h"
 
 #define POOL_CHUNK 1024u
 #define POOL_L1	   1024u
@@ -113,6 +114,7 @@ struct sm_sock *sm_sock_new(int family, int type, uint64_t ino)
 	st->family = (uint16_t)family;
 	st->type = (uint16_t)type;
 	st->ino = ino;
+	sm_buf_init(st);
 	return st;
 }
 

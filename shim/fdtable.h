@@ -63,6 +63,25 @@ struct sm_sock {
 	uint32_t idx;	       /* own pool index (immutable) */
 	uint16_t family, type; /* W: creator before install */
 	uint64_t ino;	       /* st_ino at creation (stale-entry detection) */
+
+	/* ---- buffer control (clamp.c, issue 4) ---- */
+	/* What the program asked for with SO_SNDBUF/SO_RCVBUF (the value it
+	 * passed; -1: never) and SO_BUF_LOCK / TCP_WINDOW_CLAMP (-1: never).
+	 * W: the program's setsockopt (relaxed). R: clamp.c, getsockopt. */
+	_Atomic int32_t user_snd, user_rcv, user_locks, user_wclamp;
+	_Atomic uint32_t user_force; /* 1: snd via *FORCE, 2: rcv via *FORCE */
+	/* Held while the imposed state below is read or changed (helper tick,
+	 * setsockopt, the send path's moderation): a spin flag, never held
+	 * across anything but a few setsockopt calls on this socket. */
+	_Atomic uint32_t bl;
+	int32_t set_snd, set_rcv; /* kernel buffer size we imposed; 0: none */
+	int32_t wclamp0;	  /* window clamp before our first; 0: never clamped */
+	bool moderated;		  /* send path moderated SO_SNDBUF at max */
+	bool rclamped;		  /* the reclaimer clamped it (largest first) */
+	/* Last SO_MEMINFO figures (reconcile): send queue (wmem_queued, or
+	 * wmem_alloc for datagrams) and receive queue. Relaxed. */
+	_Atomic int32_t k_wmem, k_rmem;
+	uint8_t idle; /* helper only: consecutive ticks with nothing held */
 };
 
 #define SM_EPOCH_ADOPTING UINT32_MAX

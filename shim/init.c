@@ -21,6 +21,7 @@
 #include "account.h"
 #include "fdtable.h"
 #include "internal.h"
+#include "limit.h"
 #include "real.h"
 #include "state.h"
 
@@ -179,6 +180,8 @@ __attribute__((constructor)) static void sm_init(void)
 		return;
 	}
 	sm_account_init();
+	sm_buf_sysctl_init();
+	sm_limit_refresh();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	sm_active = true;
 	sm_helper_start();
@@ -211,5 +214,8 @@ __attribute__((destructor)) static void sm_fini(void)
 	proc = atomic_exchange(&sm_proc, SOCKMEM_NONE);
 	if (proc != SOCKMEM_NONE)
 		sockmem_proc_unregister(sm_seg, proc);
+	/* A member killed by SIGKILL is otherwise reaped by a survivor's
+	 * tick (every 10 ticks): survivors that exit sooner return it here. */
+	sockmem_reap(sm_seg, NULL);
 	sm_nest--;
 }

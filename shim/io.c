@@ -19,6 +19,7 @@
 
 #include "account.h"
 #include "fdtable.h"
+#include "limit.h"
 #include "real.h"
 #include "state.h"
 
@@ -28,6 +29,7 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
 		       struct sockaddr *addr, socklen_t *addrlen);
 
 #define RX_SKIP (MSG_PEEK | MSG_ERRQUEUE) /* nothing leaves the queue */
+#define IOV_CUT 64 /* vector sends admitted in part: iovecs copied on the stack */
 
 /* An inherited socket in use: try to adopt it (sm_sock_adopt) on the first
  * use after fork and then every SOCKMEM_RECONCILE_BYTES of traffic. */
@@ -89,6 +91,139 @@ static int64_t mmsg_bytes(const struct mmsghdr *v, int n)
 	return sum;
 }
 
+/* ---- send admission (issue 4, limit.c) ------------------------------- */
+
+/* Admission applies: a limited group, an accounted socket, not re-entered. */
+static inline bool adm_on(int fd)
+{
+	return sm_unlikely(__atomic_load_n(&sm_limit_on, __ATOMIC_RELAXED)) && sm_fd_peek(fd) &&
+	       sm_likely(!sm_nest);
+}
+
+/* After the call: settle an admission, or charge as without limits. */
+static void adm_done(int fd, struct sm_adm *a, ssize_t rc)
+{
+	if (a->on)
+		sm_admit_done(fd, a, rc);
+	else
+		tx(fd, rc);
+}
+
+static size_t adm_len(const struct sm_adm *a, size_t n)
+{
+	return a->on && (size_t)a->got < n ? (size_t)a->got : n;
+}
+
+enum buf_call { BC_SEND, BC_SENDTO, BC_WRITE };
+
+static ssize_t buf_call(enum buf_call k, int fd, const void *b, size_t n, int fl,
+			const struct sockaddr *a, socklen_t al)
+{
+	if (k == BC_SEND)
+		return libc_send(fd, b, n, fl);
+	if (k == BC_SENDTO)
+		return libc_sendto(fd, b, n, fl, a, al);
+	return libc_write(fd, b, n);
+}
+
+/* Is a short admitted send to be continued (a blocking socket: the kernel
+ * would have sent everything, waiting as needed)? */
+static bool continue_send(int fd, int fl, size_t asked, ssize_t rc)
+{
+	int f;
+
+	if (rc <= 0 || (size_t)rc < asked || (fl & MSG_DONTWAIT))
+		return false;
+	f = libc_fcntl(fd, F_GETFL, NULL);
+	return f >= 0 && !(f & O_NONBLOCK);
+}
+
+/* send/sendto/write under a limit: admitted chunk by chunk. */
+static ssize_t lim_buf(enum buf_call k, int fd, const void *b, size_t n, int fl,
+		       const struct sockaddr *a, socklen_t al)
+{
+	size_t done = 0;
+
+	for (int i = 0; i < 1 << 20; i++) {
+		size_t len, left = n - done;
+		struct sm_adm ad;
+		ssize_t rc;
+
+		if (sm_admit(fd, (int64_t)left, fl, &ad) < 0)
+			return done ? (ssize_t)done : -1;
+		len = adm_len(&ad, left);
+		rc = buf_call(k, fd, (const char *)b + done, len, fl, a, al);
+		adm_done(fd, &ad, rc);
+		if (rc < 0)
+			return done ? (ssize_t)done : rc;
+		done += (size_t)rc;
+		/* Not cut by us (the kernel's own answer), or cut on a
+		 * non-blocking socket: return what was sent. */
+		if (len == left || !continue_send(fd, fl, len, rc))
+			break;
+	}
+	return (ssize_t)done;
+}
+
+static int64_t iov_bytes(const struct iovec *v, int n)
+{
+	int64_t sum = 0;
+
+	for (int i = 0; v && i < n; i++)
+		sum += (int64_t)v[i].iov_len;
+	return sum;
+}
+
+/* The first `lim` bytes of v as a copy in out[] (at most IOV_CUT entries);
+ * returns the count, or -1 if it does not fit (then the call is not cut). */
+static int iov_cut(const struct iovec *v, int n, int64_t lim, struct iovec *out)
+{
+	int k = 0;
+
+	for (int i = 0; i < n && lim > 0; i++) {
+		if (k == IOV_CUT)
+			return -1;
+		out[k] = v[i];
+		if ((int64_t)out[k].iov_len > lim)
+			out[k].iov_len = (size_t)lim;
+		lim -= (int64_t)out[k].iov_len;
+		k++;
+	}
+	return k;
+}
+
+/* writev/sendmsg under a limit: one admission; a partial one cuts the
+ * vector (returns a short count, as a signal would). */
+static ssize_t lim_vec(int fd, const struct msghdr *m, const struct iovec *v, int n, int fl)
+{
+	struct iovec cut[IOV_CUT];
+	struct msghdr mc;
+	struct sm_adm ad;
+	int64_t total = iov_bytes(v, n);
+	ssize_t rc;
+	int k;
+
+	if (sm_admit(fd, total, fl, &ad) < 0)
+		return -1;
+	if (ad.on && ad.got < total && (k = iov_cut(v, n, ad.got, cut)) >= 0) {
+		v = cut;
+		n = k;
+	} else if (ad.on && ad.got < total) { /* too many pieces: admit it all */
+		sm_admit_done(fd, &ad, 0);
+		ad.on = false;
+	}
+	if (m) {
+		mc = *m;
+		mc.msg_iov = (struct iovec *)v;
+		mc.msg_iovlen = (size_t)n;
+		rc = libc_sendmsg(fd, &mc, fl);
+	} else {
+		rc = libc_writev(fd, v, n);
+	}
+	adm_done(fd, &ad, rc);
+	return rc;
+}
+
 /* ---- send side -------------------------------------------------------- */
 
 static inline ssize_t io_send(int fd, const void *b, size_t n, int fl)
@@ -97,6 +232,8 @@ static inline ssize_t io_send(int fd, const void *b, size_t n, int fl)
 
 	if (sm_unlikely(!sm_active))
 		return libc_send(fd, b, n, fl);
+	if (adm_on(fd))
+		return lim_buf(BC_SEND, fd, b, n, fl, NULL, 0);
 	rc = libc_send(fd, b, n, fl);
 	tx(fd, rc);
 	return rc;
@@ -109,6 +246,8 @@ static inline ssize_t io_sendto(int fd, const void *b, size_t n, int fl, const s
 
 	if (sm_unlikely(!sm_active))
 		return libc_sendto(fd, b, n, fl, a, al);
+	if (adm_on(fd))
+		return lim_buf(BC_SENDTO, fd, b, n, fl, a, al);
 	rc = libc_sendto(fd, b, n, fl, a, al);
 	tx(fd, rc);
 	return rc;
@@ -120,6 +259,8 @@ static inline ssize_t io_sendmsg(int fd, const struct msghdr *m, int fl)
 
 	if (sm_unlikely(!sm_active))
 		return libc_sendmsg(fd, m, fl);
+	if (m && m->msg_iovlen <= INT32_MAX && adm_on(fd))
+		return lim_vec(fd, m, m->msg_iov, (int)m->msg_iovlen, fl);
 	rc = libc_sendmsg(fd, m, fl);
 	tx(fd, rc);
 	return rc;
@@ -143,6 +284,8 @@ static inline ssize_t io_write(int fd, const void *b, size_t n)
 
 	if (sm_unlikely(!sm_active))
 		return libc_write(fd, b, n);
+	if (adm_on(fd))
+		return lim_buf(BC_WRITE, fd, b, n, 0, NULL, 0);
 	rc = libc_write(fd, b, n);
 	tx(fd, rc);
 	return rc;
@@ -154,6 +297,8 @@ static inline ssize_t io_writev(int fd, const struct iovec *v, int n)
 
 	if (sm_unlikely(!sm_active))
 		return libc_writev(fd, v, n);
+	if (adm_on(fd))
+		return lim_vec(fd, NULL, v, n, 0);
 	rc = libc_writev(fd, v, n);
 	tx(fd, rc);
 	return rc;
@@ -161,36 +306,46 @@ static inline ssize_t io_writev(int fd, const struct iovec *v, int n)
 
 static inline ssize_t io_sendfile(int o, int i, off_t *off, size_t n)
 {
+	struct sm_adm ad = {.on = false};
 	ssize_t rc;
 
 	if (sm_unlikely(!sm_active))
 		return libc_sendfile(o, i, off, n);
-	rc = libc_sendfile(o, i, off, n);
-	tx(o, rc);
+	if (adm_on(o) && sm_admit(o, (int64_t)n, 0, &ad) < 0)
+		return -1;
+	rc = libc_sendfile(o, i, off, adm_len(&ad, n));
+	adm_done(o, &ad, rc);
 	return rc;
 }
 
 static inline ssize_t io_sendfile64(int o, int i, off64_t *off, size_t n)
 {
+	struct sm_adm ad = {.on = false};
 	ssize_t rc;
 
 	if (sm_unlikely(!sm_active))
 		return libc_sendfile64(o, i, off, n);
-	rc = libc_sendfile64(o, i, off, n);
-	tx(o, rc);
+	if (adm_on(o) && sm_admit(o, (int64_t)n, 0, &ad) < 0)
+		return -1;
+	rc = libc_sendfile64(o, i, off, adm_len(&ad, n));
+	adm_done(o, &ad, rc);
 	return rc;
 }
 
 /* splice moves bytes out of fd_in and into fd_out: either may be a socket. */
 static inline ssize_t io_splice(int fi, off64_t *oi, int fo, off64_t *oo, size_t n, unsigned int fl)
 {
+	struct sm_adm ad = {.on = false};
 	ssize_t rc;
 
 	if (sm_unlikely(!sm_active))
 		return libc_splice(fi, oi, fo, oo, n, fl);
-	rc = libc_splice(fi, oi, fo, oo, n, fl);
+	if (adm_on(fo) && sm_admit(fo, (int64_t)n, (fl & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0,
+				   &ad) < 0)
+		return -1;
+	rc = libc_splice(fi, oi, fo, oo, adm_len(&ad, n), fl);
 	rx(fi, rc, 0);
-	tx(fo, rc);
+	adm_done(fo, &ad, rc);
 	return rc;
 }
 

@@ -11,6 +11,7 @@
  */
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "account.h"
 #include "fdtable.h"
 #include "internal.h"
+#include "limit.h"
 #include "real.h"
 #include "state.h"
 
@@ -74,8 +76,12 @@ static void track_new(int fd, int family, int type)
 	if (accounted(family, type) && sm_proc_ensure()) {
 		st = sm_sock_new(family, type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC),
 				 fstat(fd, &sb) == 0 ? (uint64_t)sb.st_ino : 0);
-		if (st && sm_fd_install(fd, st))
+		if (st && sm_fd_install(fd, st)) {
 			sm_sock_opened();
+			/* st stays valid: our table entry holds a reference, and
+			 * this runs inside the read-side section (SLOW_PATH). */
+			sm_buf_new_socket(fd, st);
+		}
 		return;
 	}
 	old = sm_fd_take(fd);
@@ -241,18 +247,44 @@ static int lc_fcntl(int fd, int cmd, void *arg, bool is64)
 }
 
 /*
- * SO_SNDBUF/SO_RCVBUF (and *FORCE): the one place issue 4 will clamp
- * requests under pressure and remember what the program asked for. For now
- * a pass-through, also for every other option.
+ * SO_SNDBUF/SO_RCVBUF (and *FORCE), SO_BUF_LOCK, TCP_WINDOW_CLAMP on an
+ * owned socket: the program's request is remembered and, while the shim
+ * imposes buffer sizes (budget, pressure), merged with them (clamp.c);
+ * getsockopt reports what the program asked for. Everything else, and
+ * every socket we do not own, passes through.
  */
+static int lc_sockopt(bool set, int fd, int lv, int nm, void *v, socklen_t l, socklen_t *lp)
+{
+	int rc = 0, saved = errno, err;
+	struct sm_sock *st;
+	bool done = false;
+
+	if (sm_unlikely(!sm_active) || !sm_fd_peek(fd) || sm_nest ||
+	    !(lv == SOL_SOCKET || lv == IPPROTO_TCP))
+		return set ? libc_setsockopt(fd, lv, nm, v, l) : libc_getsockopt(fd, lv, nm, v, lp);
+	sm_nest++;
+	sm_rcu_lock();
+	st = sm_fd_peek(fd);
+	if (st && sm_likely(sm_active) && sm_sock_owned(st))
+		done = set ? sm_buf_setsockopt(fd, st, lv, nm, v, l, &rc)
+			   : sm_buf_getsockopt(fd, st, lv, nm, v, lp, &rc);
+	err = errno;
+	sm_rcu_unlock();
+	sm_nest--;
+	if (!done)
+		return set ? libc_setsockopt(fd, lv, nm, v, l) : libc_getsockopt(fd, lv, nm, v, lp);
+	errno = rc == 0 ? saved : err;
+	return rc;
+}
+
 static int lc_setsockopt(int fd, int lv, int nm, const void *v, socklen_t l)
 {
-	return libc_setsockopt(fd, lv, nm, v, l);
+	return lc_sockopt(true, fd, lv, nm, (void *)v, l, NULL);
 }
 
 static int lc_getsockopt(int fd, int lv, int nm, void *v, socklen_t *l)
 {
-	return libc_getsockopt(fd, lv, nm, v, l);
+	return lc_sockopt(false, fd, lv, nm, v, 0, l);
 }
 
 /* ---- exported interposers ---------------------------------------------- */

@@ -10,6 +10,7 @@
  * tick of the helper for all sockets, which also picks up data that arrived
  * on sockets the program is not touching.
  */
+#include <linux/futex.h>
 #include <linux/sock_diag.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,11 +22,21 @@
 
 #include "account.h"
 #include "internal.h"
+#include "limit.h"
 #include "real.h"
+#include "reclaim.h"
 #include "state.h"
 
 #define REAP_EVERY  10 /* ticks between reaps of dead processes */
 #define CHECK_EVERY 10 /* ticks between st_ino checks of each entry */
+/* Idle-socket backoff: a socket that held nothing and moved nothing for
+ * IDLE_AFTER ticks is reconciled only every IDLE_EVERY ticks (while the
+ * group is below high and not under pressure). Data that arrives on such
+ * a socket without the program touching it is seen up to IDLE_EVERY ticks
+ * late; in a group with a finite max the budget share bounds what it can
+ * hold meanwhile (clamp.c). */
+#define IDLE_AFTER 3
+#define IDLE_EVERY 8
 
 bool sm_reconcile(int fd, struct sm_sock *st)
 {
@@ -49,6 +60,8 @@ bool sm_reconcile(int fd, struct sm_sock *st)
 	 * (wmem_queued); datagrams hold it only while in flight below the
 	 * socket (wmem_alloc, no write queue). */
 	tx = st->type == SOCK_STREAM ? mi[SK_MEMINFO_WMEM_QUEUED] : mi[SK_MEMINFO_WMEM_ALLOC];
+	atomic_store_explicit(&st->k_wmem, (int32_t)tx, memory_order_relaxed);
+	atomic_store_explicit(&st->k_rmem, (int32_t)mi[SK_MEMINFO_RMEM_ALLOC], memory_order_relaxed);
 	sm_sock_set(st, (int64_t)tx + (int64_t)mi[SK_MEMINFO_RMEM_ALLOC]);
 	return true;
 }
@@ -69,17 +82,20 @@ void sm_reconcile_traffic(int fd, struct sm_sock *st, int64_t n)
 /* ---- the helper thread ------------------------------------------------ */
 
 /*
- * Handshake (urcu's call_rcu thread style): the helper holds `lock` while it
- * works and releases it only while sleeping on `cv`. sm_helper_stop sets
- * `stop` and signals; a fork prepare handler takes `lock`, so no tick is in
- * progress (no urcu or segment state half-updated) when the process forks.
+ * Handshake: the helper holds `lock` while it works and releases it only
+ * while sleeping on a futex (sleep_until). sm_helper_stop sets `stop` and
+ * wakes the futex the helper sleeps on; a fork prepare handler takes
+ * `lock`, so no tick or reclaim pass is in progress (no urcu or segment
+ * state half-updated) when the process forks.
  */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv;
 static bool stop;    /* W/R: under lock */
 static bool running; /* W: start/stop (slow paths, serialised by callers) */
 static pthread_t thread;
 static uint32_t tick_no; /* W/R: helper only */
+static uint32_t wait_lvl = SOCKMEM_NONE; /* W: helper under lock. R: stop */
+static _Atomic uint32_t local_seq;	   /* futex word when no level has high */
+static bool backoff;			   /* W/R: helper: idle backoff this tick */
 
 /* Remove a stale entry: its fd was closed (and maybe reused) unseen. */
 static void drop_stale(int fd, struct sm_sock *st)
@@ -88,9 +104,27 @@ static void drop_stale(int fd, struct sm_sock *st)
 		sm_sock_put(st);
 }
 
+/* Skip an idle socket on most ticks (see IDLE_EVERY). */
+static bool idle_skip(struct sm_sock *st)
+{
+	bool idle = atomic_load_explicit(&st->est, memory_order_relaxed) == 0 &&
+		    atomic_load_explicit(&st->pending, memory_order_relaxed) == 0;
+
+	if (!idle) {
+		st->idle = 0;
+		return false;
+	}
+	if (st->idle < IDLE_AFTER) {
+		st->idle++;
+		return false;
+	}
+	return backoff && (tick_no + st->idx) % IDLE_EVERY != 0;
+}
+
 static void tick_one(int fd, struct sm_sock *st, void *arg)
 {
 	struct stat sb;
+	int64_t e0, e1;
 
 	if (atomic_load(&st->tick) == tick_no)
 		return; /* a dup already done this tick */
@@ -101,19 +135,33 @@ static void tick_one(int fd, struct sm_sock *st, void *arg)
 		drop_stale(fd, st);
 		return;
 	}
-	if (!sm_reconcile(fd, st))
-		drop_stale(fd, st);
+	if (!idle_skip(st)) {
+		e0 = atomic_load(&st->est);
+		if (!sm_reconcile(fd, st)) {
+			drop_stale(fd, st);
+			return;
+		}
+		e1 = atomic_load(&st->est);
+		if (e0 > e1 && e1 >= 0)
+			sm_tick_released += e0 - e1;
+	}
+	sm_buf_apply(fd, st);
 }
 
 static void tick(void)
 {
 	uint32_t proc = atomic_load(&sm_proc);
 	struct sockmem_proc *p = proc == SOCKMEM_NONE ? NULL : sockmem_proc_at(sm_seg, proc);
-	int64_t reaped = 0;
+	int64_t reaped = 0, u, h;
 
 	if (++tick_no == 0)
 		tick_no = 1; /* 0 marks "never" in fresh states */
+	sm_limits_tick_begin();
+	backoff = !atomic_load(&sm_buf_pressure) &&
+		  sm_over_high(sm_seg, sm_group, &u, &h) == SOCKMEM_NONE;
+	sm_tick_released = 0;
 	sm_fd_for_each(tick_one, NULL);
+	sm_limits_tick_end();
 	sm_sock_recycle();
 	if (p)
 		atomic_store_explicit(&p->heartbeat_ns, sockmem_now_ns(), memory_order_relaxed);
@@ -122,28 +170,56 @@ static void tick(void)
 		       (long long)reaped);
 }
 
+/*
+ * Sleep until the next tick or a wake-up: on the futex of the nearest level
+ * with a high watermark (woken from any process when a charge crosses it),
+ * else on a local word (woken only by stop). Called and returns with `lock`
+ * held; drops it while sleeping. True if woken by a crossing.
+ */
+static bool sleep_until(uint64_t deadline)
+{
+	uint64_t now = sockmem_now_ns();
+	uint32_t lvl = sm_reclaim_level(), seen;
+	bool woke;
+
+	if (now >= deadline)
+		return false;
+	wait_lvl = lvl;
+	seen = lvl != SOCKMEM_NONE ? sm_reclaim_seq(sm_seg, lvl) : atomic_load(&local_seq);
+	pthread_mutex_unlock(&lock);
+	if (lvl != SOCKMEM_NONE) {
+		woke = sm_reclaim_wait(sm_seg, lvl, seen, deadline - now);
+	} else {
+		struct timespec ts = {.tv_sec = (time_t)((deadline - now) / 1000000000u),
+				      .tv_nsec = (long)((deadline - now) % 1000000000u)};
+
+		syscall(SYS_futex, &local_seq, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+		woke = false;
+	}
+	pthread_mutex_lock(&lock);
+	wait_lvl = SOCKMEM_NONE;
+	return woke;
+}
+
 static void *helper_main(void *arg)
 {
-	struct timespec ts;
+	uint64_t interval = (uint64_t)sm_cfg.reconcile_ms * 1000000u, next;
 
 	sm_nest = 1; /* everything this thread calls passes through */
 	sm_tcache_uncached();
 	/* Low priority: nice +10 for this thread only (Linux: per-tid). */
 	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
 	pthread_mutex_lock(&lock);
+	sm_limits_tick_begin(); /* limits and the level to wait on */
+	/* Sleep first: at start there is nothing to reconcile yet. */
+	next = sockmem_now_ns() + interval;
 	while (!stop) {
-		/* Sleep first: at start there is nothing to reconcile yet. */
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += sm_cfg.reconcile_ms / 1000;
-		ts.tv_nsec += (sm_cfg.reconcile_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		while (!stop && pthread_cond_timedwait(&cv, &lock, &ts) == 0)
-			; /* spurious or stop: re-check */
-		if (!stop)
+		if (sockmem_now_ns() >= next) {
 			tick();
+			next = sockmem_now_ns() + interval;
+		} else if (sleep_until(next) && !stop) {
+			sm_reclaim_woken();
+		}
 	}
 	pthread_mutex_unlock(&lock);
 	sm_tcache_forget();
@@ -152,16 +228,11 @@ static void *helper_main(void *arg)
 
 int sm_helper_start(void)
 {
-	pthread_condattr_t ca;
 	sigset_t all, old;
 	int rc;
 
 	if (running)
 		return 0;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&cv, &ca);
-	pthread_condattr_destroy(&ca);
 	stop = false;
 	/* The thread inherits a fully blocked mask: signals are the program's. */
 	sigfillset(&all);
@@ -181,10 +252,18 @@ void sm_helper_stop(void)
 {
 	if (!running)
 		return;
+	uint32_t lvl;
+
 	pthread_mutex_lock(&lock);
 	stop = true;
-	pthread_cond_signal(&cv);
+	lvl = wait_lvl;
 	pthread_mutex_unlock(&lock);
+	/* The helper read the futex word before dropping the lock: a bump
+	 * after that makes its wait return at once. */
+	atomic_fetch_add(&local_seq, 1);
+	syscall(SYS_futex, &local_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	if (lvl != SOCKMEM_NONE)
+		sm_reclaim_wake(sm_seg, lvl); /* others' helpers just re-check */
 	pthread_join(thread, NULL);
 	running = false;
 }

@@ -1,0 +1,381 @@
+/*
+ * Buffer control (issue 4): what each socket's kernel buffers may grow to.
+ *
+ * Why: data arrives in receive queues without any call we intercept, and on
+ * loopback eight autotuned receivers fill tens of megabytes within
+ * milliseconds, long before a tick sees it. So in a group (or under an
+ * ancestor) with a finite max, the sum of what the sockets' buffers may
+ * hold is bounded before the burst: every accounted INET socket gets a fair
+ * share of the tightest budget, share = max / sockets in that level's
+ * subtree, split evenly between its receive buffer (SO_RCVBUF, which locks
+ * it against autotuning, plus TCP_WINDOW_CLAMP so the advertised window
+ * agrees) and its send buffer (SO_SNDBUF). The kernel then holds the limit
+ * itself: Σ (rcvbuf + sndbuf) <= max, up to one skb per queue of slack.
+ * Autotuning is left alone while a half share exceeds the kernel's own
+ * tcp_rmem[2] / tcp_wmem[2].
+ *
+ * Under pressure (hierarchical), and for the sockets the reclaimer picks,
+ * the buffers are held at what they hold now (never below SM_BUF_FLOOR):
+ * they stop growing. At max the send path moderates SO_SNDBUF to half the
+ * queue, like sk_stream_moderate_sndbuf. When all of that ends, what the
+ * program itself had set is put back, or autotuning is given back
+ * (SO_BUF_LOCK without the bit). getsockopt reports what the program asked
+ * for, not what we imposed.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fdtable.h"
+#include "internal.h"
+#include "limit.h"
+#include "real.h"
+#include "reclaim.h"
+#include "state.h"
+
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK 72
+#endif
+#define LOCK_SND 1 /* SOCK_SNDBUF_LOCK */
+#define LOCK_RCV 2 /* SOCK_RCVBUF_LOCK */
+#define FORCE_SND 1u
+#define FORCE_RCV 2u
+
+_Atomic int64_t sm_buf_share = INT64_MAX;
+_Atomic bool sm_buf_pressure;
+
+/* Kernel sysctls, read once: autotuning maxima and the SO_*BUF cap. */
+static int64_t tcp_rmem_max = 6 << 20, tcp_wmem_max = 4 << 20;
+static int64_t core_rmem_max = 212992, core_wmem_max = 212992;
+
+static int64_t read_field(const char *path, int field, int64_t def)
+{
+	char buf[128];
+	long long v[3] = {0};
+	FILE *f = fopen(path, "re");
+	int n;
+
+	if (!f)
+		return def;
+	n = fgets(buf, sizeof(buf), f) ? sscanf(buf, "%lld %lld %lld", &v[0], &v[1], &v[2]) : 0;
+	fclose(f);
+	return n > field && v[field] > 0 ? v[field] : def;
+}
+
+void sm_buf_sysctl_init(void)
+{
+	tcp_rmem_max = read_field("/proc/sys/net/ipv4/tcp_rmem", 2, tcp_rmem_max);
+	tcp_wmem_max = read_field("/proc/sys/net/ipv4/tcp_wmem", 2, tcp_wmem_max);
+	core_rmem_max = read_field("/proc/sys/net/core/rmem_max", 0, core_rmem_max);
+	core_wmem_max = read_field("/proc/sys/net/core/wmem_max", 0, core_wmem_max);
+}
+
+void sm_buf_init(struct sm_sock *st)
+{
+	atomic_store_explicit(&st->user_snd, -1, memory_order_relaxed);
+	atomic_store_explicit(&st->user_rcv, -1, memory_order_relaxed);
+	atomic_store_explicit(&st->user_locks, -1, memory_order_relaxed);
+	atomic_store_explicit(&st->user_wclamp, -1, memory_order_relaxed);
+	atomic_store_explicit(&st->user_force, 0, memory_order_relaxed);
+	atomic_store_explicit(&st->bl, 0, memory_order_relaxed);
+	atomic_store_explicit(&st->k_wmem, 0, memory_order_relaxed);
+	atomic_store_explicit(&st->k_rmem, 0, memory_order_relaxed);
+	st->set_snd = st->set_rcv = st->wclamp0 = 0;
+	st->moderated = st->rclamped = false;
+	st->idle = 0;
+}
+
+static bool inet(const struct sm_sock *st)
+{
+	return st->family == AF_INET || st->family == AF_INET6;
+}
+
+/* Bounded: a holder only runs a few setsockopt calls. */
+static bool bl_take(struct sm_sock *st, int spins)
+{
+	for (int i = 0; i < spins; i++) {
+		uint32_t z = 0;
+
+		if (atomic_compare_exchange_weak_explicit(&st->bl, &z, 1, memory_order_acquire,
+							  memory_order_relaxed))
+			return true;
+		sched_yield();
+	}
+	return false;
+}
+
+static void bl_drop(struct sm_sock *st)
+{
+	atomic_store_explicit(&st->bl, 0, memory_order_release);
+}
+
+/* What the kernel makes of SO_*BUF v (sock_setsockopt): doubled, capped
+ * by net.core.*mem_max unless forced, at least its minimum. */
+static int64_t kernel_size(int64_t v, int64_t cap, bool force)
+{
+	if (v < 0)
+		v = 0;
+	if (!force && v > cap)
+		v = cap;
+	v *= 2;
+	return v < 4608 ? 4608 : v;
+}
+
+static int64_t min_nz(int64_t a, int64_t b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	return a < b ? a : b;
+}
+
+/* The receive buffer to impose (kernel bytes); 0: none (user's or autotune). */
+static int64_t want_rcv(struct sm_sock *st, int64_t half, bool hold)
+{
+	int64_t cap = half < tcp_rmem_max ? (half > SM_BUF_FLOOR ? half : SM_BUF_FLOOR) : 0;
+
+	if (hold) {
+		int64_t h = atomic_load_explicit(&st->k_rmem, memory_order_relaxed);
+
+		cap = min_nz(cap, h > SM_BUF_FLOOR ? h : SM_BUF_FLOOR);
+	}
+	return cap;
+}
+
+static int64_t want_snd(struct sm_sock *st, int64_t half, bool hold)
+{
+	int64_t cap = half < tcp_wmem_max ? (half > SM_BUF_FLOOR ? half : SM_BUF_FLOOR) : 0;
+
+	if (hold) {
+		int64_t h = atomic_load_explicit(&st->k_wmem, memory_order_relaxed);
+
+		cap = min_nz(cap, h > SM_BUF_FLOOR ? h : SM_BUF_FLOOR);
+	}
+	if (st->moderated && st->set_snd) /* keep the send path's moderation */
+		cap = min_nz(cap, st->set_snd);
+	return cap;
+}
+
+static int get_int(int fd, int lv, int nm, int def)
+{
+	int v = def;
+	socklen_t l = sizeof(v);
+
+	return libc_getsockopt(fd, lv, nm, &v, &l) == 0 ? v : def;
+}
+
+static void set_int(int fd, int lv, int nm, int v)
+{
+	libc_setsockopt(fd, lv, nm, &v, sizeof(v));
+}
+
+/* Impose a buffer size (kernel bytes): FORCE only where the plain option
+ * would be capped by net.core.*mem_max (and only works with CAP_NET_ADMIN). */
+static void set_buf(int fd, int plain, int force, int64_t kbytes, int64_t core_max)
+{
+	int v = (int)(kbytes / 2);
+
+	if (v <= core_max || libc_setsockopt(fd, SOL_SOCKET, force, &v, sizeof(v)) != 0)
+		set_int(fd, SOL_SOCKET, plain, v);
+}
+
+/* Give autotuning back for one direction (the other keeps its lock). */
+static void unlock_dir(int fd, int bit)
+{
+	int cur = get_int(fd, SOL_SOCKET, SO_BUF_LOCK, -1);
+
+	if (cur >= 0)
+		set_int(fd, SOL_SOCKET, SO_BUF_LOCK, cur & ~bit);
+}
+
+static void apply_rcv(int fd, struct sm_sock *st, int64_t want)
+{
+	int32_t u = atomic_load_explicit(&st->user_rcv, memory_order_relaxed);
+	bool force = atomic_load_explicit(&st->user_force, memory_order_relaxed) & FORCE_RCV;
+	int64_t user = u >= 0 ? kernel_size(u, core_rmem_max, force) : 0;
+	int64_t eff = min_nz(want, user);
+	bool tcp = st->type == SOCK_STREAM;
+
+	if (eff == (st->set_rcv ? st->set_rcv : user))
+		return; /* nothing changes */
+	if (want && tcp && !st->wclamp0)
+		st->wclamp0 = get_int(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, 0);
+	if (eff) {
+		set_buf(fd, SO_RCVBUF, SO_RCVBUFFORCE, eff, core_rmem_max);
+		if (tcp && want) /* advertise no more than the buffer takes */
+			set_int(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, (int)(eff / 2));
+	}
+	if (!want) { /* restore: the program's window clamp, then its buffer */
+		int32_t uw = atomic_load_explicit(&st->user_wclamp, memory_order_relaxed);
+		int64_t w = uw > 0 ? uw : (st->wclamp0 > 0 ? st->wclamp0 : tcp_rmem_max);
+
+		if (tcp && st->wclamp0)
+			set_int(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, (int)w);
+		if (u < 0)
+			unlock_dir(fd, LOCK_RCV);
+		st->wclamp0 = 0;
+	}
+	st->set_rcv = want ? (int32_t)eff : 0;
+}
+
+static void apply_snd(int fd, struct sm_sock *st, int64_t want)
+{
+	int32_t u = atomic_load_explicit(&st->user_snd, memory_order_relaxed);
+	bool force = atomic_load_explicit(&st->user_force, memory_order_relaxed) & FORCE_SND;
+	int64_t user = u >= 0 ? kernel_size(u, core_wmem_max, force) : 0;
+	int64_t eff = min_nz(want, user);
+
+	if (eff == (st->set_snd ? st->set_snd : user))
+		return;
+	if (eff)
+		set_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE, eff, core_wmem_max);
+	if (!want && u < 0)
+		unlock_dir(fd, LOCK_SND);
+	st->set_snd = want ? (int32_t)eff : 0;
+	if (!want)
+		st->moderated = false;
+}
+
+static void apply_locked(int fd, struct sm_sock *st)
+{
+	int64_t share = atomic_load_explicit(&sm_buf_share, memory_order_relaxed);
+	bool pressure = atomic_load_explicit(&sm_buf_pressure, memory_order_relaxed);
+	bool hold = pressure || st->rclamped;
+	int64_t half = share == INT64_MAX ? INT64_MAX : share / 2;
+
+	if (!pressure)
+		st->moderated = false; /* pressure over: the moderation goes too */
+	if (half == INT64_MAX && !hold && !st->set_rcv && !st->set_snd)
+		return; /* unconstrained and nothing to restore: no system call */
+	apply_rcv(fd, st, want_rcv(st, half, hold));
+	apply_snd(fd, st, want_snd(st, half, hold));
+}
+
+void sm_buf_apply(int fd, struct sm_sock *st)
+{
+	if (!inet(st) || !bl_take(st, 1))
+		return;
+	apply_locked(fd, st);
+	bl_drop(st);
+}
+
+void sm_buf_new_socket(int fd, struct sm_sock *st)
+{
+	if (!inet(st) || !sm_limit_on)
+		return;
+	/* Counting the new socket in the share right away (it is already in
+	 * group->sockets when this runs). */
+	atomic_store_explicit(&sm_buf_share, sm_budget_share(sm_seg, sm_group, SM_SHARE_MIN_SOCKETS),
+			      memory_order_relaxed);
+	if (bl_take(st, 100)) {
+		apply_locked(fd, st);
+		bl_drop(st);
+	}
+}
+
+void sm_buf_moderate(int fd, struct sm_sock *st)
+{
+	int64_t q = atomic_load_explicit(&st->k_wmem, memory_order_relaxed), v = q / 2;
+
+	if (!inet(st) || !bl_take(st, 100))
+		return;
+	if (v < 4608)
+		v = 4608;
+	if (!st->set_snd || v < st->set_snd) {
+		set_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE, v, core_wmem_max);
+		st->set_snd = (int32_t)v;
+		st->moderated = true;
+	}
+	bl_drop(st);
+}
+
+/* ---- the program's own requests -------------------------------------- */
+
+static bool buf_opt(int lv, int nm)
+{
+	return (lv == SOL_SOCKET && (nm == SO_SNDBUF || nm == SO_RCVBUF || nm == SO_SNDBUFFORCE ||
+				     nm == SO_RCVBUFFORCE || nm == SO_BUF_LOCK)) ||
+	       (lv == IPPROTO_TCP && nm == TCP_WINDOW_CLAMP);
+}
+
+/* Is anything imposed or about to be (then the program's request must be
+ * merged with it rather than passed to the kernel as is)? */
+static bool constrained(const struct sm_sock *st)
+{
+	return st->set_snd || st->set_rcv || st->wclamp0 ||
+	       atomic_load_explicit(&sm_buf_share, memory_order_relaxed) != INT64_MAX ||
+	       atomic_load_explicit(&sm_buf_pressure, memory_order_relaxed) || st->rclamped;
+}
+
+bool sm_buf_setsockopt(int fd, struct sm_sock *st, int lv, int nm, const void *v, socklen_t l,
+		       int *rc)
+{
+	int val;
+
+	if (!inet(st) || !buf_opt(lv, nm))
+		return false;
+	/* The kernel first: it validates the arguments (errno as without
+	 * us); only a request it accepted is remembered. */
+	*rc = libc_setsockopt(fd, lv, nm, v, l);
+	if (*rc != 0 || l < sizeof(int))
+		return true;
+	memcpy(&val, v, sizeof(val));
+	if (!bl_take(st, 100))
+		return true; /* the next tick merges it */
+	if (nm == SO_SNDBUF || nm == SO_SNDBUFFORCE) {
+		atomic_store(&st->user_snd, val);
+		atomic_fetch_and(&st->user_force, ~FORCE_SND);
+		if (nm == SO_SNDBUFFORCE)
+			atomic_fetch_or(&st->user_force, FORCE_SND);
+	} else if (nm == SO_RCVBUF || nm == SO_RCVBUFFORCE) {
+		atomic_store(&st->user_rcv, val);
+		atomic_fetch_and(&st->user_force, ~FORCE_RCV);
+		if (nm == SO_RCVBUFFORCE)
+			atomic_fetch_or(&st->user_force, FORCE_RCV);
+	} else if (nm == SO_BUF_LOCK) {
+		atomic_store(&st->user_locks, val);
+	} else {
+		atomic_store(&st->user_wclamp, val);
+	}
+	if (constrained(st)) {
+		/* The kernel now has the program's value: force our limits
+		 * to be applied again on top of it. */
+		st->set_rcv = st->set_snd = -1;
+		apply_locked(fd, st);
+	}
+	bl_drop(st);
+	return true;
+}
+
+/* What the kernel would report had we not imposed anything. */
+bool sm_buf_getsockopt(int fd, struct sm_sock *st, int lv, int nm, void *v, socklen_t *l, int *rc)
+{
+	int32_t u;
+	int out;
+
+	if (!inet(st) || !buf_opt(lv, nm) || !constrained(st))
+		return false;
+	*rc = libc_getsockopt(fd, lv, nm, v, l); /* validates, fills the rest */
+	if (*rc != 0 || *l < sizeof(int))
+		return true;
+	if (lv == SOL_SOCKET && nm == SO_RCVBUF && st->set_rcv &&
+	    (u = atomic_load(&st->user_rcv)) >= 0)
+		out = (int)kernel_size(u, core_rmem_max, atomic_load(&st->user_force) & FORCE_RCV);
+	else if (lv == SOL_SOCKET && nm == SO_SNDBUF && st->set_snd &&
+		 (u = atomic_load(&st->user_snd)) >= 0)
+		out = (int)kernel_size(u, core_wmem_max, atomic_load(&st->user_force) & FORCE_SND);
+	else if (lv == SOL_SOCKET && nm == SO_BUF_LOCK && (st->set_rcv || st->set_snd))
+		out = (u = atomic_load(&st->user_locks)) >= 0
+			      ? u
+			      : (atomic_load(&st->user_snd) >= 0 ? LOCK_SND : 0) |
+					(atomic_load(&st->user_rcv) >= 0 ? LOCK_RCV : 0);
+	else if (lv == IPPROTO_TCP && nm == TCP_WINDOW_CLAMP && st->wclamp0)
+		out = (u = atomic_load(&st->user_wclamp)) > 0 ? u : st->wclamp0;
+	else
+		return true;
+	memcpy(v, &out, sizeof(out));
+	return true;
+}

@@ -1,0 +1,287 @@
+/*
+ * Send admission (issue 4): a send that would take any level over max does
+ * not overshoot.
+ *
+ * Before the real call, the bytes are charged through the thread's cache
+ * without force (a reservation held in the cache slot's socket count, so a
+ * SIGKILL mid-send still returns it); after the call, what was sent moves
+ * into the socket's estimate and the rest is given back. A stream send may
+ * be admitted in part (what fits under the tightest max, at least 4 KiB):
+ * the call then moves only that much; datagrams are admitted whole or not.
+ *
+ * Refused: the cache slow path has already drained every cache of the
+ * refusing level once; reconcile this socket (release what the kernel
+ * already freed) and retry with what fits. Still refused:
+ *  - forward progress: a socket with nothing queued may always send
+ *    SM_QUANTUM, force-charged (counted in events.max), as the kernel lets a
+ *    socket with an empty queue allocate. Overshoot bound: the sockets that
+ *    do so at once x SM_QUANTUM.
+ *  - non-blocking (O_NONBLOCK or MSG_DONTWAIT): SO_SNDBUF is moderated to
+ *    half the queue (sk_stream_moderate_sndbuf), so poll/epoll report the
+ *    socket not writable until its own queue drains, then -1/EAGAIN.
+ *  - blocking: moderate likewise and wait for the queue to drain (poll
+ *    POLLOUT, in slices of at most SLICE_MS so memory freed elsewhere in
+ *    the group is noticed too), honouring SO_SNDTIMEO (then EAGAIN) and
+ *    returning EINTR if a signal interrupts the wait. The wait depends on
+ *    this socket's peer, not on the group: a proxy that must read elsewhere
+ *    before memory frees is saved by the forward-progress rule.
+ * No lock and no RCU read-side section is held while waiting or throttled.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "account.h"
+#include "fdtable.h"
+#include "internal.h"
+#include "limit.h"
+#include "real.h"
+#include "reclaim.h"
+#include "state.h"
+#include "trace.h"
+
+#define SLICE_MS 20	   /* longest wait before re-trying admission */
+#define MIN_PART (4 * 1024) /* smallest partial admission */
+
+bool sm_limit_on;
+
+void sm_limit_refresh(void)
+{
+	bool on = sm_limited(sm_seg, sm_group) ||
+		  (sm_cfg.throttle && sm_high_level(sm_seg, sm_group) != SOCKMEM_NONE);
+
+	__atomic_store_n(&sm_limit_on, on, __ATOMIC_RELAXED);
+}
+
+/* Charge up to n for st: all of it, or (streams) what fits. 0: refused. */
+static int64_t try_admit(int fd, struct sm_sock *st, struct sockmem_cache *c, int64_t n)
+{
+	bool whole = st->type != SOCK_STREAM;
+	int64_t room, want;
+
+	if (sm_cache_charge(c, n, false, NULL))
+		return n;
+	/* Every cache of the refusing level was drained once; now release
+	 * what the kernel already freed for this socket. */
+	sm_reconcile(fd, st);
+	room = sm_headroom(sm_seg, sm_group);
+	want = n < room ? n : room;
+	if (whole ? want < n : want < (n < MIN_PART ? n : MIN_PART))
+		return 0;
+	return sm_cache_charge(c, want, false, NULL) ? want : 0;
+}
+
+/* Forward progress: nothing queued on this socket (per the reconcile just
+ * done): a quantum, forced. */
+static int64_t quantum(struct sm_sock *st, struct sockmem_cache *c, int64_t n)
+{
+	int64_t q = st->type != SOCK_STREAM || n < SM_QUANTUM ? n : SM_QUANTUM;
+
+	if (atomic_load_explicit(&st->k_wmem, memory_order_relaxed) != 0)
+		return 0;
+	sm_cache_charge(c, q, true, NULL);
+	sm_trace_hit(q, SM_TRACE_MAX);
+	return q;
+}
+
+static bool nonblocking(int fd, int flags)
+{
+	int fl;
+
+	if (flags & MSG_DONTWAIT)
+		return true;
+	fl = libc_fcntl(fd, F_GETFL, NULL);
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+/* SO_SNDTIMEO as an absolute deadline (0: none), read once per episode. */
+static uint64_t send_deadline(int fd)
+{
+	struct timeval tv = {0};
+	socklen_t l = sizeof(tv);
+
+	if (libc_getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &l) != 0 ||
+	    (tv.tv_sec == 0 && tv.tv_usec == 0))
+		return 0;
+	return sockmem_now_ns() + (uint64_t)tv.tv_sec * 1000000000u +
+	       (uint64_t)tv.tv_usec * 1000u;
+}
+
+static int sleep_ns(uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
+			      .tv_nsec = (long)(ns % 1000000000u)};
+
+	return nanosleep(&ts, NULL);
+}
+
+/*
+ * One slice of waiting: until the socket is writable again (its queue
+ * drained below the moderated send buffer), the slice ends, or the
+ * deadline. 0: try again; 1: the socket has an error or hung up (let the
+ * real call report it); -1: errno EAGAIN (deadline) or EINTR.
+ */
+static int wait_slice(int fd, uint64_t deadline)
+{
+	uint64_t now = sockmem_now_ns(), slice = SLICE_MS * 1000000ull;
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	int r;
+
+	if (deadline && now >= deadline) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (deadline && deadline - now < slice)
+		slice = deadline - now;
+	r = poll(&p, 1, (int)((slice + 999999) / 1000000));
+	if (r < 0)
+		return errno == EINTR ? -1 : 0;
+	if (r > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)))
+		return 1;
+	/* Writable at once yet refused (a tiny queue the moderation cannot
+	 * make unwritable): sleep out the slice rather than spin. */
+	if (r > 0 && sockmem_now_ns() - now < slice / 4 && sleep_ns(slice) != 0)
+		return -1;
+	return 0;
+}
+
+/* Throttle over high (SOCKMEM_THROTTLE=1): the kernel's overage curve,
+ * outside any lock or RCU section. */
+static void throttle(int64_t nr)
+{
+	struct sockmem_group *g;
+	struct timespec t0, t1;
+	int64_t u, h;
+	uint32_t lvl;
+	uint64_t ns;
+
+	if (!sm_cfg.throttle)
+		return;
+	lvl = sm_over_high(sm_seg, sm_group, &u, &h);
+	if (lvl == SOCKMEM_NONE)
+		return;
+	ns = sm_throttle_delay_ns(u, h, nr);
+	if (ns < SM_THROTTLE_MIN_NS)
+		return;
+	sm_trace_hit(nr, SM_TRACE_THROTTLE);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	sleep_ns(ns); /* a signal cuts it short: fine */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	g = sockmem_group_at(sm_seg, lvl);
+	if (g) {
+		atomic_fetch_add_explicit(&g->ev_throttled, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&g->throttle_ns,
+					  (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll +
+						     (t1.tv_nsec - t0.tv_nsec)),
+					  memory_order_relaxed);
+	}
+}
+
+/*
+ * One admission attempt under RCU. 1: admitted (a->got), 0: refused (the
+ * send buffer is moderated), -1: not ours to admit (no state, not owned,
+ * shutting down, or the fd now refers to another socket).
+ */
+static int attempt(int fd, int64_t n, struct sm_adm *a, bool first)
+{
+	struct sockmem_cache *c;
+	struct sm_sock *st;
+	int64_t got;
+	int res = -1;
+
+	sm_rcu_lock();
+	st = sm_fd_peek(fd);
+	if (!st || !sm_likely(sm_active) || !sm_sock_owned(st) ||
+	    (!first && ((const void *)st != a->st || st->ino != a->ino)) || !(c = sm_tcache()))
+		goto out;
+	a->st = st;
+	a->ino = st->ino;
+	got = try_admit(fd, st, c, n);
+	if (!got)
+		got = quantum(st, c, n);
+	if (got) {
+		a->on = true;
+		a->got = got;
+		res = 1;
+	} else {
+		sm_buf_moderate(fd, st);
+		res = 0;
+	}
+out:
+	sm_rcu_unlock();
+	return res;
+}
+
+int sm_admit(int fd, int64_t n, int flags, struct sm_adm *a)
+{
+	int saved = errno, r = 0, err = 0;
+	uint64_t deadline = 0;
+
+	a->on = false;
+	if (n <= 0)
+		return 0;
+	for (int round = 0;; round++) {
+		sm_nest++;
+		r = attempt(fd, n, a, round == 0);
+		sm_nest--;
+		if (r != 0)
+			break;
+		if (round == 0) {
+			sm_trace_hit(n, SM_TRACE_MAX);
+			if (nonblocking(fd, flags)) {
+				err = EAGAIN;
+				break;
+			}
+			deadline = send_deadline(fd);
+		}
+		/* sm_nest is down while waiting: a signal handler's own sends
+		 * are accounted as usual. */
+		r = wait_slice(fd, deadline);
+		if (r < 0) {
+			err = errno;
+			break;
+		}
+		if (r > 0)
+			break; /* the real call reports the socket's error */
+	}
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	errno = saved;
+	if (a->on)
+		throttle(a->got);
+	errno = saved;
+	return 0;
+}
+
+void sm_admit_done(int fd, struct sm_adm *a, ssize_t rc)
+{
+	int64_t sent = rc > 0 ? (int64_t)rc : 0;
+	struct sockmem_cache *c;
+	struct sm_sock *st;
+	int saved = errno;
+
+	if (!a->on)
+		return;
+	sm_nest++;
+	sm_rcu_lock();
+	st = sm_fd_peek(fd);
+	if (sm_likely(sm_active) && (c = sm_tcache()) != NULL) {
+		if (sent > a->got) { /* cannot happen (the call was cut to got) */
+			sm_cache_charge(c, sent - a->got, true, NULL);
+			a->got = sent;
+		}
+		if ((const void *)st == a->st && st->ino == a->ino && sm_sock_owned(st) &&
+		    sm_sock_publish(st, sent)) {
+			sm_cache_uncharge(c, a->got - sent);
+			sm_reconcile_traffic(fd, st, sent);
+		} else {
+			sm_cache_uncharge(c, a->got); /* closed meanwhile */
+		}
+	} /* else exiting: the reservation returns with the process record */
+	sm_rcu_unlock();
+	sm_nest--;
+	errno = saved;
+}
