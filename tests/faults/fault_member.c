@@ -2,7 +2,7 @@
  * A busy group member for the kill -9 storm and the soak (run under
  * LD_PRELOAD=libsockmem.so; plain C, knows nothing about sockmem).
  *
- *   sockmem-fault-member DIR ID NMEMBERS THREADS CONNS MSG
+ *   sockmem-fault-member DIR ID NMEMBERS THREADS CONNS MSG [PACE_US]
  *
  * Listens on 127.0.0.1 (port written to DIR/port.ID), serves every
  * connection from one epoll thread (reads at a limited rate, so data piles
@@ -14,7 +14,10 @@
  * Signals: SIGTERM stops cleanly (every socket closed, threads joined,
  * exit 0); SIGUSR1 makes every thread quiet (no more sends or reads, sockets
  * kept open with whatever their queues hold); SIGUSR2 resumes.
- * Every loop is paced (sleeps) so that a 2-core machine is not saturated.
+ * Every loop is paced (sleeps; a worker's round over its connections is
+ * followed by PACE_US microseconds, default 2000) so that a 2-core machine
+ * is not saturated. With FAULT_MEMBER_BUF=<bytes> in the environment every
+ * socket gets that SO_SNDBUF and SO_RCVBUF, which bounds what can pile up.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,7 +39,7 @@
 #define MAXSRV	1024
 
 static const char *dir;
-static int my_id, nmembers, conns, msg;
+static int my_id, nmembers, conns, msg, pace_us = 2000, bufsize;
 static _Atomic int stop, quiet; /* written by signal handlers (lock-free) */
 
 static void on_term(int sig)
@@ -89,6 +92,14 @@ static void write_port(int port)
 	}
 }
 
+static void set_bufs(int fd)
+{
+	if (bufsize > 0) {
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize));
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
+	}
+}
+
 /* A connection to a random other member, or -1. Non-blocking after connect. */
 static int connect_peer(uint64_t *seed)
 {
@@ -107,6 +118,7 @@ static int connect_peer(uint64_t *seed)
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	set_bufs(fd);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		close(fd);
 		return -1;
@@ -157,7 +169,7 @@ static void *worker(void *arg)
 				fd[i] = -1;
 			}
 		}
-		usleep(2000);
+		usleep((useconds_t)pace_us);
 	}
 	for (int i = 0; i < conns; i++)
 		if (fd[i] >= 0)
@@ -189,6 +201,7 @@ static void serve(int lfd)
 				int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 				if (c >= 0 && n < MAXSRV) {
+					set_bufs(c);
 					ev.data.fd = c;
 					epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
 					fds[n++] = c;
@@ -208,7 +221,7 @@ static void serve(int lfd)
 				(void)!write(fd, buf, 512);
 			}
 		}
-		usleep(quiet ? 20000 : 3000);
+		usleep(quiet ? 20000 : (useconds_t)pace_us);
 	}
 	for (int j = 0; j < n; j++)
 		close(fds[j]);
@@ -223,8 +236,8 @@ int main(int argc, char **argv)
 	pthread_t t[64];
 	int threads, lfd;
 
-	if (argc != 7) {
-		fprintf(stderr, "usage: %s DIR ID NMEMBERS THREADS CONNS MSG\n", argv[0]);
+	if (argc != 7 && argc != 8) {
+		fprintf(stderr, "usage: %s DIR ID NMEMBERS THREADS CONNS MSG [PACE_US]\n", argv[0]);
 		return 2;
 	}
 	dir = argv[1];
@@ -233,6 +246,10 @@ int main(int argc, char **argv)
 	threads = atoi(argv[4]);
 	conns = atoi(argv[5]);
 	msg = atoi(argv[6]);
+	if (argc == 8)
+		pace_us = atoi(argv[7]);
+	if (getenv("FAULT_MEMBER_BUF"))
+		bufsize = atoi(getenv("FAULT_MEMBER_BUF"));
 	if (threads < 1 || threads > 64 || conns < 1 || conns > MAXCONN || msg < 1 ||
 	    msg > (1 << 20))
 		return 2;
@@ -242,6 +259,7 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR2, &act, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	set_bufs(lfd); /* inherited by accepted sockets */
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, l) || listen(lfd, 512) ||
 	    getsockname(lfd, (struct sockaddr *)&sa, &l)) {
 		perror("listen");
