@@ -5,10 +5,11 @@
  *
  *   trace_helper blast CHUNK COUNT
  *
- * Connects to a listener of its own on 127.0.0.1 and, without ever reading
- * the accepted end, sends COUNT chunks of CHUNK bytes (MSG_DONTWAIT; stops
- * early when the kernel's queues are full). Data piles up in the kernel, so
- * with a small max every send after the first few takes the group over max.
+ * Connects to a listener of its own on 127.0.0.1 and, reading almost nothing
+ * the accepted end but for 4 KiB after each refused send, makes COUNT sends
+ * of CHUNK bytes (MSG_DONTWAIT). Data piles up in the kernel, so with a
+ * small max the sends keep meeting it: refused where max is enforced, or
+ * forced over it where every send is a forced charge.
  * Prints "sent N" and exits 0; 1 on a setup error.
  */
 #include <arpa/inet.h>
@@ -40,20 +41,25 @@ static int pair(int *client, int *server)
 }
 
 /* The call site the test looks for: exported (-rdynamic) and never inlined. */
-long sm_test_blast_sender(int fd, size_t n, long count);
-__attribute__((noinline, visibility("default"))) long sm_test_blast_sender(int fd, size_t n,
-									   long count)
+long sm_test_blast_sender(int fd, int peer, size_t n, long count);
+__attribute__((noinline, visibility("default"))) long sm_test_blast_sender(int fd, int peer,
+									   size_t n, long count)
 {
+	static char sink[4096];
 	long sent = 0;
 
 	for (long i = 0; i < count; i++) {
 		ssize_t r = send(fd, chunk, n, MSG_DONTWAIT);
 
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (r < 0)
+		if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		sent += r;
+		if (r > 0)
+			sent += r;
+		/* Refused (the kernel's queue is full, or the group is at max):
+		 * read a little at the other end, so memory comes free and the
+		 * next sends meet the limit again rather than a full queue. */
+		else if (recv(peer, sink, sizeof(sink), MSG_DONTWAIT) < 0 && errno != EAGAIN)
+			return -1;
 	}
 	__asm__ volatile("" ::: "memory"); /* keep the frame: no tail call */
 	return sent;
@@ -74,7 +80,7 @@ int main(int argc, char **argv)
 		perror("trace_helper: setup");
 		return 1;
 	}
-	sent = sm_test_blast_sender(c, (size_t)n, count);
+	sent = sm_test_blast_sender(c, s, (size_t)n, count);
 	printf("sent %ld\n", sent);
 	close(c);
 	close(s);
