@@ -319,7 +319,7 @@ static int64_t take_stock(sockmem_seg_t *seg, struct sockmem_slot *s)
 	}
 out:
 	atomic_store_explicit(&s->steal, 0, memory_order_release);
-	return stock;
+	return stock > 0 ? stock : 0; /* a negative stock (never valid) returned nothing */
 }
 
 /* Drain slots [from, to) charging `group` or below. */
@@ -349,7 +349,7 @@ static int64_t drain_chunk(sockmem_seg_t *seg, uint32_t group, uint32_t from, ui
 	atomic_thread_fence(memory_order_seq_cst);
 	for (uint32_t i = from; i < to; i++)
 		if (mine[(i - from) / 64] & (UINT64_C(1) << ((i - from) % 64)))
-			taken += take_stock(seg, &seg->slots[i]);
+			taken = sm_add_sat(taken, take_stock(seg, &seg->slots[i]));
 	return taken;
 }
 
@@ -361,8 +361,10 @@ int64_t sockmem_drain_caches(sockmem_seg_t *seg, uint32_t group)
 
 	if (seg->readonly || group >= seg->ngroups)
 		return 0;
-	for (uint32_t i = 0; i < seg->nslots; i += CHUNK)
-		taken += drain_chunk(seg, group, i,
-				     seg->nslots - i < CHUNK ? seg->nslots : i + CHUNK);
+	for (uint32_t i = 0; i < seg->nslots; i += CHUNK) {
+		uint32_t end = seg->nslots - i < CHUNK ? seg->nslots : i + CHUNK;
+
+		taken = sm_add_sat(taken, drain_chunk(seg, group, i, end));
+	}
 	return taken;
 }

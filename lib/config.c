@@ -162,21 +162,24 @@ static const char *parse_value(const struct sm_option *o, const char *v, struct 
 	return NULL;
 }
 
-static void bad_value(const struct sm_option *o, const char *v, const char *why, char *err,
+static void bad_value(const struct sm_option *o, const char *raw, const char *why, char *err,
 		      size_t errlen)
 {
+	char v[4 * 64 + 1]; /* the value's first 64 bytes, control bytes escaped */
+
 	if (!err || errlen == 0)
 		return;
+	sm_escape(v, sizeof(v), raw, 64);
 	if (o->kind == SM_OPT_ENUM)
-		snprintf(err, errlen, "%s='%.64s': %s (%s)", o->name, v, why, o->values);
+		snprintf(err, errlen, "%s='%s': %s (%s)", o->name, v, why, o->values);
 	else if (strcmp(why, "out of range") == 0 && o->kind == SM_OPT_SIZE)
-		snprintf(err, errlen, "%s='%.64s': out of range (at most %lld bytes)", o->name, v,
+		snprintf(err, errlen, "%s='%s': out of range (at most %lld bytes)", o->name, v,
 			 (long long)o->max);
 	else if (strcmp(why, "out of range") == 0)
-		snprintf(err, errlen, "%s='%.64s': out of range (%lld..%lld %s)", o->name, v,
+		snprintf(err, errlen, "%s='%s': out of range (%lld..%lld %s)", o->name, v,
 			 (long long)o->min, (long long)o->max, o->unit);
 	else
-		snprintf(err, errlen, "%s='%.64s': %s", o->name, v, why);
+		snprintf(err, errlen, "%s='%s': %s", o->name, v, why);
 }
 
 void sm_config_defaults(struct sm_config *out)

@@ -50,21 +50,22 @@ static void charged(sockmem_seg_t *seg, uint32_t idx, int64_t u, int64_t nr)
 		sm_high_crossed(seg, idx, u, nr, high);
 }
 
-/* One level of try_charge: add nr unless that would exceed max. */
+/* One level of try_charge: add nr unless that would exceed max. Usage and
+ * max are whatever a member wrote: a sum that overflows is over any max. */
 static bool level_try(struct sockmem_group *g, int64_t nr, int64_t *nu)
 {
 	int64_t u = RLX(&g->usage);
 
 	do {
-		if (u > RLX(&g->max) - nr)
+		if (__builtin_add_overflow(u, nr, nu) || *nu > RLX(&g->max))
 			return false;
-	} while (!atomic_compare_exchange_weak_explicit(&g->usage, &u, u + nr, memory_order_relaxed,
+	} while (!atomic_compare_exchange_weak_explicit(&g->usage, &u, *nu, memory_order_relaxed,
 							memory_order_relaxed));
-	*nu = u + nr;
 	return true;
 }
 
-/* One level of uncharge, clamped at zero. Returns the bytes not found. */
+/* One level of uncharge (nr > 0), clamped at zero. Returns the bytes not
+ * found; a usage below zero (written by a misbehaving member) found none. */
 static int64_t level_uncharge(struct sockmem_group *g, int64_t nr)
 {
 	int64_t u = RLX(&g->usage), nu;
@@ -73,7 +74,19 @@ static int64_t level_uncharge(struct sockmem_group *g, int64_t nr)
 		nu = u >= nr ? u - nr : 0;
 	} while (!atomic_compare_exchange_weak_explicit(&g->usage, &u, nu, memory_order_relaxed,
 							memory_order_relaxed));
-	return u >= nr ? 0 : nr - u;
+	return u >= nr ? 0 : u > 0 ? nr - u : nr;
+}
+
+/* One level of a forced charge: add nr, saturating at INT64_MAX. */
+static int64_t level_force(struct sockmem_group *g, int64_t nr)
+{
+	int64_t u = RLX(&g->usage), nu;
+
+	do {
+		nu = sm_add_sat(u, nr);
+	} while (!atomic_compare_exchange_weak_explicit(&g->usage, &u, nu, memory_order_relaxed,
+							memory_order_relaxed));
+	return nu;
 }
 
 /* Next level up, or SOCKMEM_NONE (top, or a corrupt index). */
@@ -140,7 +153,7 @@ void sockmem_charge(sockmem_seg_t *seg, uint32_t group, int64_t nr)
 		return;
 	for (int d = 0; i != SOCKMEM_NONE && d <= SM_DEPTH_MAX; d++, i = up(seg, i)) {
 		struct sockmem_group *g = &seg->groups[i];
-		int64_t nu = ADD(&g->usage, nr) + nr;
+		int64_t nu = level_force(g, nr);
 
 		if (nu > RLX(&g->max)) {
 			ADD(&g->ev_max, 1);

@@ -42,6 +42,16 @@ static size_t put_uint(char *buf, size_t n, size_t cap, unsigned long v)
 	return put(buf, n, cap, tmp + i);
 }
 
+/* Message text can carry strings from the environment or the shared segment
+ * (names another member wrote): a control byte there must not start a new
+ * line or drive the terminal, so each becomes '?'. */
+static void neutralise(char *s, size_t n)
+{
+	for (size_t i = 0; i < n && s[i]; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			s[i] = '?';
+}
+
 /* Concurrency: callable from any thread and from signal handlers. */
 void sm_vlog(int level, const char *fmt, va_list ap)
 {
@@ -64,8 +74,10 @@ void sm_vlog(int level, const char *fmt, va_list ap)
 	n = put(buf, n, sizeof(buf), level_names[level]);
 	n = put(buf, n, sizeof(buf), ": ");
 	len = vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
-	if (len > 0)
+	if (len > 0) {
+		neutralise(buf + n, sizeof(buf) - n - 1);
 		n += (size_t)len < sizeof(buf) - n - 1 ? (size_t)len : sizeof(buf) - n - 2;
+	}
 	buf[n++] = '\n';
 	/* One write so lines from several processes do not interleave. */
 	if (write(STDERR_FILENO, buf, n) < 0) {
@@ -93,6 +105,7 @@ int sm_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
+		neutralise(err, errlen); /* callers print it as one line */
 	}
 	errno = saved;
 	return rc;

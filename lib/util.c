@@ -1,5 +1,5 @@
 /*
- * Small helpers: sizes for humans, the clock.
+ * Small helpers: sizes for humans, the clock, escaping untrusted text.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -107,4 +107,47 @@ uint64_t sockmem_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One byte of sm_escape's output form into e[]; returns its length. */
+static size_t escape_byte(unsigned char c, char e[4])
+{
+	static const char hex[] = "0123456789abcdef";
+	static const char from[] = "\n\r\t\\", to[] = "nrt\\";
+	const char *p = c ? strchr(from, c) : NULL;
+
+	if (p) {
+		e[0] = '\\';
+		e[1] = to[p - from];
+		return 2;
+	}
+	if (c >= 0x20 && c < 0x7f) {
+		e[0] = (char)c;
+		return 1;
+	}
+	e[0] = '\\';
+	e[1] = 'x';
+	e[2] = hex[c >> 4];
+	e[3] = hex[c & 15];
+	return 4;
+}
+
+/* Concurrency: pure function (writes only dst). */
+char *sm_escape(char *dst, size_t dstlen, const char *src, size_t max)
+{
+	size_t n = 0;
+	char e[4];
+
+	if (!dst || !dstlen)
+		return dst;
+	for (size_t i = 0; src && i < max && src[i]; i++) {
+		size_t k = escape_byte((unsigned char)src[i], e);
+
+		if (n + k >= dstlen)
+			break; /* truncate, but never in the middle of an escape */
+		memcpy(dst + n, e, k);
+		n += k;
+	}
+	dst[n] = '\0';
+	return dst;
 }
