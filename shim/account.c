@@ -20,7 +20,6 @@
 #include "fdtable.h"
 #include "internal.h"
 #include "state.h"
-#include "trace.h"
 
 static SM_TLS struct sockmem_cache tc;
 static SM_TLS bool tc_attached;
@@ -99,7 +98,6 @@ void sm_sock_charge(struct sm_sock *st, int64_t n)
 	if (!c)
 		return;
 	sm_cache_charge(c, n, true, NULL);
-	sm_trace_forced(n); /* issue 5 (H9): interim until issue 4's admission path traces */
 	e = atomic_load_explicit(&st->est, memory_order_relaxed);
 	do {
 		if (e == SM_SOCK_DEAD) { /* lost the race with the final close */

@@ -30,11 +30,16 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "state.h"
 #include "trace.h"
 
 #define RAW_DEPTH    48		      /* frames asked of libunwind (ours included) */
 #define DEFAULT_RATE 100	      /* captures per second per process */
 #define DEFAULT_LIB  "libunwind.so.8" /* SOCKMEM_TRACE_LIB overrides (tests) */
+
+_Static_assert(SM_TRACE_MAX == SOCKMEM_TRACE_KIND_MAX &&
+		       SM_TRACE_THROTTLE == SOCKMEM_TRACE_KIND_THROTTLE,
+	       "trace.h's kinds are the ABI's");
 
 enum { U_UNLOADED, U_LOADING, U_READY, U_OFF };
 
@@ -240,23 +245,4 @@ void sm_trace_hit(int64_t bytes, int kind)
 	if (__builtin_expect(!sm_cfg.trace, 1))
 		return;
 	SM_SAVE_ERRNO(trace_slow(bytes, (uint32_t)kind & (SM_TRACE_MAX | SM_TRACE_THROTTLE)));
-}
-
-/* Concurrency: any thread (reads the group chain's counters, relaxed). */
-void sm_trace_forced_slow(int64_t bytes)
-{
-	uint32_t idx = sm_group;
-
-	for (int d = 0; d < 64 && idx != SOCKMEM_NONE; d++) {
-		const struct sockmem_group *g = sockmem_group_at(sm_seg, idx);
-
-		if (!g)
-			return;
-		if (atomic_load_explicit(&g->usage, memory_order_relaxed) >
-		    atomic_load_explicit(&g->max, memory_order_relaxed)) {
-			sm_trace_hit(bytes, SM_TRACE_MAX);
-			return;
-		}
-		idx = g->parent;
-	}
 }

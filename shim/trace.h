@@ -11,8 +11,6 @@
 
 #include <stdint.h>
 
-#include "state.h"
-
 /* What happened to the traced call (bit values: a record ORs them; the
  * same values as SOCKMEM_TRACE_KIND_* in abi.h). */
 enum {
@@ -32,18 +30,5 @@ enum {
  * interrupt the dynamic loader.
  */
 void sm_trace_hit(int64_t bytes, int kind);
-
-/*
- * Interim hook, until issue 4's admission path calls sm_trace_hit() itself:
- * after a forced charge of `bytes` (account.c), trace the call if the charge
- * left the group or an ancestor over max (core: counted in events.max).
- * One load and a branch when tracing is off. Any thread.
- */
-void sm_trace_forced_slow(int64_t bytes);
-static inline void sm_trace_forced(int64_t bytes)
-{
-	if (__builtin_expect(sm_cfg.trace != 0, 0))
-		sm_trace_forced_slow(bytes);
-}
 
 #endif /* SOCKMEM_SHIM_TRACE_H */

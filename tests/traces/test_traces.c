@@ -210,6 +210,30 @@ Test(traces, captures_do_not_allocate)
 		      (unsigned long long)many, m2, m1);
 }
 
+/* Issue 4's throttling above high (SOCKMEM_THROTTLE=1) is traced too. */
+Test(traces, throttled_calls_are_traced)
+{
+	const char *const more[] = {"SOCKMEM_TRACE=1", "SOCKMEM_THROTTLE=1", NULL};
+	unsigned long long count, bytes;
+	struct h_out r;
+
+	cr_assert_eq(CTL(&r, "set", "g", "high=16K"), 0, "%s", r.err);
+	h_free(&r);
+	/* Tiny sends: each sleeps ~25 ms (the overage curve scales with size). */
+	blast(&r, "trace-helper", "10", "20", more);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "traces", "g"), 0, "%s", r.err);
+	cr_expect(strstr(r.out, "  throttled  "), "kind shown: %s", r.out);
+	cr_expect(strstr(r.out, "sm_test_blast_sender+0x"), "%s", r.out);
+	first_site(r.out, &count, &bytes);
+	cr_expect_gt(count, 0);
+	cr_expect_gt(bytes, 0);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "traces", "g", "--json"), 0, "%s", r.err);
+	cr_expect(strstr(r.out, "\"kinds\":[\"throttled\"]"), "%s", r.out);
+	h_free(&r);
+}
+
 Test(traces, tracing_off_records_nothing)
 {
 	struct h_out r;
