@@ -117,8 +117,10 @@ static bool load_unwinder(void)
 	self_map = map_of((const char *)(uintptr_t)sm_trace_hit + 1);
 	unw_map = map_of((const char *)(uintptr_t)unw_bt + 1);
 	libc_map = map_of((const char *)(uintptr_t)getpid + 1);
-	n = readlink("/proc/self/exe", exe_path, sizeof(exe_path) - 1);
-	exe_path[n > 0 ? n : 0] = '\0';
+	/* A path that fills the buffer may be cut: then the program's own
+	 * frames are stored as bare addresses rather than under a wrong name. */
+	n = readlink("/proc/self/exe", exe_path, sizeof(exe_path));
+	exe_path[n > 0 && n < (ssize_t)sizeof(exe_path) ? n : 0] = '\0';
 	return true;
 }
 
