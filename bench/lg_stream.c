@@ -161,13 +161,14 @@ static void *worker_main(void *arg)
 
 	sm_lg_alloc_snap(&w->before);
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
-		if (atomic_load_explicit(&w->gate->paused, memory_order_relaxed)) {
-			gate_wait(w->gate, w->stop);
-			continue;
-		}
-		uint64_t now = w->o->slow_rate ? sm_lg_now_ns() : 0;
+		uint64_t now;
 		int progress = 0;
 
+		if (atomic_load_explicit(&w->gate->paused, memory_order_relaxed)) {
+			gate_wait(w->gate, w->stop); /* between lockstep slices */
+			continue;
+		}
+		now = w->o->slow_rate ? sm_lg_now_ns() : 0;
 		for (int i = 0; i < w->n; i++) {
 			progress |= pump_tx(w, &w->conns[i]);
 			progress |= pump_rx(w, &w->conns[i], now);
