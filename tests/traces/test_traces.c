@@ -40,20 +40,27 @@ static void helper_env(const char *const *more)
 	h_env(env_buf);
 }
 
-/* Run a helper preloaded (blast CHUNK COUNT); expects exit 0. */
-static void blast(struct h_out *r, const char *prog, const char *chunk, const char *count,
-		  const char *const *more)
+/* Run trace-helper MODE CHUNK COUNT [NTHREADS] (or another helper with
+ * CHUNK COUNT) preloaded; expects exit 0. */
+static void run_mode(struct h_out *r, const char *prog, const char *mode, const char *chunk,
+		     const char *count, const char *nthreads, const char *const *more)
 {
 	const char *helper = h_fmt("%s/%s", getenv("SOCKMEM_HELPER_DIR"), prog);
 
 	helper_env(more);
 	if (strcmp(prog, "trace-helper") == 0)
-		h_run(r, (const char *const[]){helper, "blast", chunk, count, NULL}, NULL);
+		h_run(r, (const char *const[]){helper, mode, chunk, count, nthreads, NULL}, NULL);
 	else
 		h_run(r, (const char *const[]){helper, chunk, count, NULL}, NULL);
 	h_env(NULL);
 	cr_assert_eq(r->status, 0, "%s: status %d, stderr: %s", prog, r->status, r->err);
 	cr_assert(strstr(r->out, "sent "), "%s", r->out);
+}
+
+static void blast(struct h_out *r, const char *prog, const char *chunk, const char *count,
+		  const char *const *more)
+{
+	run_mode(r, prog, "blast", chunk, count, NULL, more);
 }
 
 static void make_group(const char *max)
@@ -208,6 +215,49 @@ Test(traces, captures_do_not_allocate)
 		     (unsigned long long)one);
 	cr_expect_leq(m2, m1, "%llu captures made %lu mallocs, 1 capture %lu",
 		      (unsigned long long)many, m2, m1);
+}
+
+/* Four threads race on the process's one token bucket and on the lazy
+ * load of the unwinder (threads that find it loading skip their hit). */
+Test(traces, threads_share_one_rate_limit)
+{
+	const char *const more[] = {"SOCKMEM_TRACE=1", "SOCKMEM_TRACE_RATE=5", NULL};
+	struct timespec a, b;
+	struct h_out r;
+	uint64_t total;
+	double secs;
+	int n;
+
+	make_group("64K");
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	run_mode(&r, "trace-helper", "threads", "200", "20000", "4", more);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	h_free(&r);
+	secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	total = recorded(&n);
+	cr_expect_geq(total, 1);
+	cr_expect_leq((double)total, 5 + 5 * secs + 1, "%llu captures in %.2f s",
+		      (unsigned long long)total, secs);
+	cr_expect_gt(events_max(), total);
+	cr_assert_eq(CTL(&r, "traces", "g"), 0, "%s", r.err);
+	cr_expect(strstr(r.out, "sm_test_blast_sender+0x"), "%s", r.out);
+	cr_expect(strstr(r.out, "run_job+0x"), "the thread's entry: %s", r.out);
+	h_free(&r);
+}
+
+/* A fork child inherits the loaded unwinder and the segment: its own call
+ * site is recorded too. */
+Test(traces, fork_child_is_traced)
+{
+	struct h_out r;
+
+	make_group("64K");
+	run_mode(&r, "trace-helper", "fork", "1000", "3000", NULL, trace_on);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "traces", "g", "--top", "0"), 0, "%s", r.err);
+	cr_expect(strstr(r.out, "sm_test_child_sender+0x"), "%s", r.out);
+	cr_expect(strstr(r.out, "group 'g': 2 call sites,"), "parent's and child's: %s", r.out);
+	h_free(&r);
 }
 
 /* Issue 4's throttling above high (SOCKMEM_THROTTLE=1) is traced too. */

@@ -4,6 +4,9 @@
  * non-inlined, exported function so that `sockmemctl traces` must name it.
  *
  *   trace_helper blast CHUNK COUNT
+ *   trace_helper threads CHUNK COUNT NTHREADS   (each thread its own connection)
+ *   trace_helper fork CHUNK COUNT   (blast, then a fork child blasts again
+ *                                    from sm_test_child_sender)
  *
  * Connects to a listener of its own on 127.0.0.1 and, reading almost nothing
  * the accepted end but for 4 KiB after each refused send, makes COUNT sends
@@ -15,10 +18,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char chunk[65536];
@@ -45,7 +50,7 @@ long sm_test_blast_sender(int fd, int peer, size_t n, long count);
 __attribute__((noinline, visibility("default"))) long sm_test_blast_sender(int fd, int peer,
 									   size_t n, long count)
 {
-	static char sink[4096];
+	static __thread char sink[4096];
 	long sent = 0;
 
 	for (long i = 0; i < count; i++) {
@@ -65,24 +70,96 @@ __attribute__((noinline, visibility("default"))) long sm_test_blast_sender(int f
 	return sent;
 }
 
-int main(int argc, char **argv)
-{
-	int c, s;
+struct job {
 	long n, count, sent;
+};
 
-	if (argc != 4 || strcmp(argv[1], "blast") != 0) {
-		fprintf(stderr, "usage: trace_helper blast CHUNK COUNT\n");
-		return 1;
+/* One connection, blasted from the sender; the result in j->sent. */
+static void *run_job(void *arg)
+{
+	struct job *j = arg;
+	int c, s;
+
+	if (pair(&c, &s) < 0) {
+		j->sent = -1;
+		return NULL;
 	}
-	n = atol(argv[2]);
-	count = atol(argv[3]);
-	if (n <= 0 || n > (long)sizeof(chunk) || count <= 0 || pair(&c, &s) < 0) {
-		perror("trace_helper: setup");
-		return 1;
-	}
-	sent = sm_test_blast_sender(c, s, (size_t)n, count);
-	printf("sent %ld\n", sent);
+	j->sent = sm_test_blast_sender(c, s, (size_t)j->n, j->count);
 	close(c);
 	close(s);
-	return sent < 0;
+	return NULL;
+}
+
+/* The fork child's own call site (the parent loaded the unwinder). */
+long sm_test_child_sender(struct job *j);
+__attribute__((noinline, visibility("default"))) long sm_test_child_sender(struct job *j)
+{
+	run_job(j);
+	__asm__ volatile("" ::: "memory");
+	return j->sent;
+}
+
+static int threads(struct job *j, int nthreads)
+{
+	pthread_t th[16];
+	struct job jobs[16];
+	long sent = 0;
+
+	for (int i = 0; i < nthreads; i++) {
+		jobs[i] = *j;
+		if (pthread_create(&th[i], NULL, run_job, &jobs[i]) != 0)
+			return 1;
+	}
+	for (int i = 0; i < nthreads; i++) {
+		pthread_join(th[i], NULL);
+		if (jobs[i].sent < 0)
+			return 1;
+		sent += jobs[i].sent;
+	}
+	printf("sent %ld\n", sent);
+	return 0;
+}
+
+static int fork_child(struct job *j)
+{
+	int st;
+	pid_t pid;
+
+	run_job(j);
+	if (j->sent < 0)
+		return 1;
+	pid = fork();
+	if (pid == 0)
+		_exit(sm_test_child_sender(j) < 0);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+		return 1;
+	printf("sent %ld (and the child)\n", j->sent);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct job j = {0};
+	int nthreads = argc == 5 ? atoi(argv[4]) : 0;
+
+	if (argc < 4 || argc > 5 ||
+	    (strcmp(argv[1], "blast") && strcmp(argv[1], "threads") && strcmp(argv[1], "fork"))) {
+		fprintf(stderr, "usage: trace_helper blast|fork CHUNK COUNT\n"
+				"       trace_helper threads CHUNK COUNT NTHREADS\n");
+		return 1;
+	}
+	j.n = atol(argv[2]);
+	j.count = atol(argv[3]);
+	if (j.n <= 0 || j.n > (long)sizeof(chunk) || j.count <= 0 ||
+	    (!strcmp(argv[1], "threads") && (nthreads < 1 || nthreads > 16))) {
+		fprintf(stderr, "trace_helper: bad arguments\n");
+		return 1;
+	}
+	if (!strcmp(argv[1], "threads"))
+		return threads(&j, nthreads);
+	if (!strcmp(argv[1], "fork"))
+		return fork_child(&j);
+	run_job(&j);
+	printf("sent %ld\n", j.sent);
+	return j.sent < 0;
 }
