@@ -16,11 +16,24 @@
 /* Pressure period after a max hit (default 1 s; the shim may tune it). */
 extern uint64_t sm_pressure_period_ns;
 
+/* Longest wait for the table lock (default 1000 ms; tests lower it). A
+ * holder that is stopped, not dead, would otherwise block every process
+ * that needs the lock, including the shim's constructor. */
+extern uint32_t sm_table_lock_timeout_ms;
+
+/* sockmem_validate, also handing back the header copy it checked: build the
+ * view of the segment from *h, never from a second read of the mapping. */
+int sm_validate_copy(const void *base, size_t len, uint32_t file_uid, struct sockmem_header *h,
+		     char *err, size_t errlen);
+
 /* sockmem_try_charge; with count == false a refusal is not counted (no
  * failcnt, events.max or pressure): for speculative attempts. */
 bool sm_try_charge(sockmem_seg_t *seg, uint32_t group, int64_t nr, uint32_t *fail, bool count);
 
-/* hdr.table_lock (robust). 0, or -errno if the lock is unrecoverable. */
+/* hdr.table_lock (robust). 0; -ETIMEDOUT if it was not released within
+ * sm_table_lock_timeout_ms (after such a timeout, for a few seconds, only
+ * one attempt is made: the holder is likely stopped); -EROFS on a read-only
+ * view; other -errno if the lock is unrecoverable. */
 int sm_table_lock(sockmem_seg_t *seg);
 void sm_table_unlock(sockmem_seg_t *seg);
 

@@ -244,6 +244,11 @@ int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int6
 	    check_limit(low, "low", err, errlen))
 		return -EINVAL;
 	rc = sm_table_lock(seg);
+	if (rc == -ETIMEDOUT)
+		return sm_fail(err, errlen, rc,
+			       "segment %s: table lock not released within %u ms (a member "
+			       "stopped while holding it?)",
+			       seg->name, sm_table_lock_timeout_ms);
 	if (rc < 0)
 		return sm_fail(err, errlen, rc, "segment %s: table lock: %s", seg->name,
 			       strerror(-rc));
@@ -290,16 +295,22 @@ int sockmem_group_reset_peak(sockmem_seg_t *seg, uint32_t idx)
 
 /* ---- statistics ------------------------------------------------------- */
 
-/* Bytes in the stock of live slots charging idx or a descendant. */
+/* Bytes in the stock of live slots charging idx or a descendant, in
+ * [0, INT64_MAX]: a stock is never negative (one that is, written by a
+ * misbehaving member, counts as 0) and the sum saturates. */
 static int64_t cached_bytes(sockmem_seg_t *seg, uint32_t idx)
 {
 	int64_t sum = 0;
 
 	for (uint32_t i = 0; i < seg->nslots; i++) {
 		struct sockmem_slot *s = &seg->slots[i];
+		int64_t stock;
 
-		if (ACQ(&s->state) == SOCKMEM_LIVE && sm_group_within(seg, s->group, idx))
-			sum += RLX(&s->stock);
+		if (ACQ(&s->state) != SOCKMEM_LIVE || !sm_group_within(seg, s->group, idx))
+			continue;
+		stock = RLX(&s->stock);
+		if (stock > 0)
+			sum = sm_add_sat(sum, stock);
 	}
 	return sum;
 }
@@ -342,6 +353,7 @@ int sockmem_group_stat(sockmem_seg_t *seg, uint32_t idx, struct sockmem_group_st
 	st->depth = g->depth;
 	copy_counters(g, st);
 	st->cached = cached_bytes(seg, idx);
+	/* cached >= 0, so current - cached cannot overflow here. */
 	st->sock = st->current > st->cached ? st->current - st->cached : 0;
 	st->under_pressure = sockmem_under_pressure(seg, idx);
 	return 0;

@@ -143,7 +143,9 @@ static int64_t release_slot(struct sockmem_slot *s)
 			break;
 		sched_yield();
 	}
-	held = atomic_exchange(&s->stock, 0) + atomic_exchange(&s->sock, 0);
+	/* Saturating: any member can write any value into a slot. */
+	held = atomic_exchange(&s->stock, 0);
+	held = sm_add_sat(held, atomic_exchange(&s->sock, 0));
 	s->proc = SOCKMEM_NONE;
 	atomic_store_explicit(&s->busy, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->steal, 0, memory_order_release);
@@ -164,7 +166,7 @@ int64_t sm_proc_release(sockmem_seg_t *seg, uint32_t idx)
 
 		if (s->proc == idx && RLX(&s->state) == SOCKMEM_LIVE &&
 		    atomic_compare_exchange_strong(&s->state, &live, SOCKMEM_DEAD))
-			held += release_slot(s);
+			held = sm_add_sat(held, release_slot(s));
 	}
 	if (held > 0 && g)
 		sockmem_uncharge(seg, p->group, held);
@@ -174,7 +176,10 @@ int64_t sm_proc_release(sockmem_seg_t *seg, uint32_t idx)
 			    "accounting bug)",
 			    seg->name, idx, (long long)held);
 	if (g) {
-		ADD(&g->sockets, -atomic_exchange(&p->sockets, 0));
+		/* fetch_sub, not an add of the negation: -INT64_MIN overflows,
+		 * atomic arithmetic wraps by definition. */
+		atomic_fetch_sub_explicit(&g->sockets, atomic_exchange(&p->sockets, 0),
+					  memory_order_relaxed);
 		ADD(&g->processes, -1);
 	}
 	atomic_store_explicit(&p->state, SOCKMEM_FREE, memory_order_release);
@@ -253,7 +258,7 @@ int sockmem_reap(sockmem_seg_t *seg, int64_t *bytes_returned)
 			continue;
 		if (!atomic_compare_exchange_strong(&p->state, &live, SOCKMEM_DEAD))
 			continue;
-		bytes += sm_proc_release(seg, i);
+		bytes = sm_add_sat(bytes, sm_proc_release(seg, i));
 		n++;
 	}
 	free_abandoned_groups(seg);

@@ -100,22 +100,66 @@ struct sockmem_slot *sockmem_slot_at(sockmem_seg_t *seg, uint32_t idx)
 
 /* ---- the table lock --------------------------------------------------- */
 
+uint32_t sm_table_lock_timeout_ms = 1000;
+
+/* After a timeout, only try once for this long: the holder is most likely
+ * stopped, and a process should not pay the full wait on every operation. */
+#define WEDGED_NS (5 * UINT64_C(1000000000))
+
+static int lock_timed(pthread_mutex_t *m, uint32_t ms)
+{
+	struct timespec ts;
+
+	/* pthread_mutex_timedlock measures against CLOCK_REALTIME; a clock
+	 * step only lengthens or shortens this one wait. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return pthread_mutex_timedlock(m, &ts);
+}
+
+static int lock_wedged(sockmem_seg_t *seg, uint64_t now)
+{
+	atomic_store_explicit(&seg->lock_wedged_until, now + WEDGED_NS, memory_order_relaxed);
+	sm_log_once(SM_LOG_WARN,
+		    "segment %s: the table lock was not released within %u ms (is a member "
+		    "stopped or frozen while holding it?); registering, creating or removing "
+		    "groups, setting limits and reaping fail until it is released",
+		    seg->name, sm_table_lock_timeout_ms);
+	return -ETIMEDOUT;
+}
+
 /* Concurrency: process-shared robust mutex; a holder that died (SIGKILL)
  * hands the lock over with EOWNERDEAD and the tables are consistent again
  * because every multi-step change under it goes through CLAIMED/DEAD states
- * that the next holder (reap) cleans up. */
+ * that the next holder (reap) cleans up. A holder that is stopped (SIGSTOP,
+ * debugger, freezer) is not dead: the wait is bounded, and callers skip or
+ * fail the operation (the shim then runs unaccounted, it never hangs). */
 int sm_table_lock(sockmem_seg_t *seg)
 {
+	pthread_mutex_t *m = &seg->hdr->table_lock;
+	uint64_t now = sockmem_now_ns();
 	int rc;
 
 	if (seg->readonly)
 		return -EROFS;
-	rc = pthread_mutex_lock(&seg->hdr->table_lock);
+	if (now < atomic_load_explicit(&seg->lock_wedged_until, memory_order_relaxed))
+		rc = pthread_mutex_trylock(m);
+	else
+		rc = lock_timed(m, sm_table_lock_timeout_ms);
+	if (rc == ETIMEDOUT || rc == EBUSY)
+		return lock_wedged(seg, now);
 	if (rc == EOWNERDEAD) {
 		sm_log(SM_LOG_WARN, "segment %s: a process died holding the table lock; recovering",
 		       seg->name);
-		rc = pthread_mutex_consistent(&seg->hdr->table_lock);
+		rc = pthread_mutex_consistent(m);
 	}
+	if (rc == 0)
+		atomic_store_explicit(&seg->lock_wedged_until, 0, memory_order_relaxed);
 	return -rc;
 }
 
@@ -206,11 +250,12 @@ static void init_segment(void *base, const struct layout *l, const char *ns)
 	__atomic_store_n(&h->magic, SOCKMEM_SHM_MAGIC, __ATOMIC_RELEASE);
 }
 
-static void seg_fill(sockmem_seg_t *seg, void *base, size_t len, bool ro, const char *name)
+/* The view: hdr points at the mapping (for the lock), but capacities and
+ * offsets come from `h`, the header copy that was validated (or written). */
+static void seg_fill(sockmem_seg_t *seg, void *base, const struct sockmem_header *h, size_t len,
+		     bool ro, const char *name)
 {
-	struct sockmem_header *h = base;
-
-	seg->hdr = h;
+	seg->hdr = base;
 	seg->size = len;
 	seg->groups = (struct sockmem_group *)((char *)base + h->group_offset);
 	seg->procs = (struct sockmem_proc *)((char *)base + h->proc_offset);
@@ -269,7 +314,7 @@ static int create_seg(const char *name, const char *ns, const struct sockmem_ope
 		munmap(base, l.total);
 		goto out_unlink;
 	}
-	seg_fill(seg, base, l.total, false, name);
+	seg_fill(seg, base, base, l.total, false, name); /* our own, still private */
 	sm_log(SM_LOG_INFO, "segment %s: created (%u groups, %u processes, %u slots)", name,
 	       l.cap[0], l.cap[1], l.cap[2]);
 	rc = 0;
@@ -284,6 +329,12 @@ static int check_file(const char *name, const struct stat *st, const struct sock
 {
 	uid_t me = geteuid();
 
+	/* Anyone can put a FIFO, directory or device node at the name; never
+	 * map one, whoever owns it. */
+	if (!S_ISREG(st->st_mode))
+		return sm_fail(err, errlen, -EACCES,
+			       "segment %s: not a regular file (file type 0%o); refused", name,
+			       (unsigned)(st->st_mode & S_IFMT));
 	if (o->allow_foreign)
 		return 0;
 	if (st->st_uid != me)
@@ -301,13 +352,14 @@ static int check_file(const char *name, const struct stat *st, const struct sock
  * right now (child freed, then its parent) can look inconsistent for a few
  * instructions. A real fault fails every attempt; a race passes the next.
  */
-static int validate_settled(const void *base, size_t len, uint32_t uid, char *err, size_t errlen)
+static int validate_settled(const void *base, size_t len, uint32_t uid, struct sockmem_header *h,
+			    char *err, size_t errlen)
 {
 	struct timespec ts = {0, 1000 * 1000};
 	int rc = 0;
 
 	for (int i = 0; i < 3; i++) {
-		rc = sockmem_validate(base, len, uid, err, errlen);
+		rc = sm_validate_copy(base, len, uid, h, err, errlen);
 		if (rc == 0)
 			break;
 		nanosleep(&ts, NULL);
@@ -319,11 +371,15 @@ static int validate_settled(const void *base, size_t len, uint32_t uid, char *er
 static int attach_seg(const char *name, const struct sockmem_open_opts *o, sockmem_seg_t *seg,
 		      char *err, size_t errlen)
 {
+	struct sockmem_header h;
 	struct stat st;
 	void *base;
 	int fd, rc;
 
-	fd = shm_open(name, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+	/* O_NONBLOCK: opening a FIFO squatted at the name read-only would
+	 * otherwise block until a writer comes (check_file refuses it). It
+	 * changes nothing for a regular file. */
+	fd = shm_open(name, (o->readonly ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC, 0);
 	if (fd < 0)
 		return sm_fail(err, errlen, -errno, "segment %s: %s", name, strerror(errno));
 	if (fstat(fd, &st) < 0) {
@@ -345,12 +401,12 @@ static int attach_seg(const char *name, const struct sockmem_open_opts *o, sockm
 		rc = sm_fail(err, errlen, -errno, "segment %s: mmap: %s", name, strerror(errno));
 		goto out;
 	}
-	rc = validate_settled(base, (size_t)st.st_size, (uint32_t)st.st_uid, err, errlen);
+	rc = validate_settled(base, (size_t)st.st_size, (uint32_t)st.st_uid, &h, err, errlen);
 	if (rc < 0) {
 		munmap(base, (size_t)st.st_size);
 		goto out;
 	}
-	seg_fill(seg, base, (size_t)st.st_size, o->readonly, name);
+	seg_fill(seg, base, &h, (size_t)st.st_size, o->readonly, name);
 out:
 	close(fd);
 	return rc;
@@ -377,7 +433,7 @@ int sockmem_open(const struct sockmem_open_opts *opts, sockmem_seg_t **out, char
 {
 	static const struct sockmem_open_opts none;
 	const struct sockmem_open_opts *o = opts ? opts : &none;
-	char def[SOCKMEM_NS_MAX], name[SOCKMEM_NS_MAX + 16];
+	char def[SOCKMEM_NS_MAX], name[SOCKMEM_NS_MAX + 16], esc[4 * 64 + 1];
 	const char *ns = o->ns;
 	sockmem_seg_t *seg;
 	int rc = -ENOENT;
@@ -388,7 +444,8 @@ int sockmem_open(const struct sockmem_open_opts *opts, sockmem_seg_t **out, char
 	}
 	if (sockmem_shm_name(ns, name, sizeof(name)) < 0)
 		return sm_fail(err, errlen, -EINVAL,
-			       "bad namespace \"%.64s\": use 1-63 of [A-Za-z0-9._-]", ns);
+			       "bad namespace \"%s\": use 1-63 of [A-Za-z0-9._-]",
+			       sm_escape(esc, sizeof(esc), ns, 64));
 	seg = calloc(1, sizeof(*seg));
 	if (!seg)
 		return sm_fail(err, errlen, -ENOMEM, "out of memory");
@@ -405,6 +462,8 @@ int sockmem_open(const struct sockmem_open_opts *opts, sockmem_seg_t **out, char
 		free(seg);
 		return name_error(name, rc, err, errlen);
 	}
+	/* A reap that cannot get the lock (-ETIMEDOUT) is skipped: later
+	 * reaps, by this process's helper or by others, return what is owed. */
 	if (!seg->readonly)
 		sockmem_reap(seg, NULL);
 	*out = seg;

@@ -157,6 +157,11 @@ static int check_group(const void *base, const struct sockmem_header *h, uint32_
 	if (g.max < 0 || g.high < 0 || g.low < 0)
 		return sm_fail(err, errlen, -EPROTO, "group %u \"%s\" has a negative limit", i,
 			       g.path);
+	/* The counter never stores a negative usage (uncharge clamps at 0). */
+	if (g.usage < 0 || g.peak < 0)
+		return sm_fail(err, errlen, -EPROTO,
+			       "group %u \"%s\" has a negative usage (%lld) or peak (%lld)", i,
+			       g.path, (long long)g.usage, (long long)g.peak);
 	return check_group_parent(base, h, i, &g, err, errlen);
 }
 
@@ -194,6 +199,10 @@ static int check_slots(const void *base, const struct sockmem_header *h, char *e
 				err, errlen, -EPROTO,
 				"slot %u process %u / group %u out of range (capacities %u/%u)", i,
 				s.proc, s.group, h->proc_capacity, h->group_capacity);
+		/* Stock is bytes charged and not yet used: never negative. */
+		if (s.stock < 0)
+			return sm_fail(err, errlen, -EPROTO, "slot %u has a negative stock (%lld)",
+				       i, (long long)s.stock);
 	}
 	return 0;
 }
@@ -217,26 +226,40 @@ static int check_traces(const void *base, const struct sockmem_header *h, char *
 	return 0;
 }
 
+/*
+ * Every check below reads the header from the one copy in *h, taken once at
+ * the start: the caller builds its view of the segment from that same copy
+ * (sm_validate_copy), so a writer changing the shared header during or after
+ * validation cannot hand the caller capacities or offsets nobody checked.
+ * Concurrency: reads only; safe on any bytes (see top of file).
+ */
+int sm_validate_copy(const void *base, size_t len, uint32_t file_uid, struct sockmem_header *h,
+		     char *err, size_t errlen)
+{
+	int rc;
+
+	if (!base || len < sizeof(*h))
+		return sm_fail(err, errlen, -EPROTO,
+			       "truncated: %zu bytes, smaller than the header", len);
+	memcpy(h, base, sizeof(*h));
+	rc = check_header(h, len, file_uid, err, errlen);
+	if (rc == 0)
+		rc = check_tables(h, len, err, errlen);
+	for (uint32_t i = 0; rc == 0 && i < h->group_capacity; i++)
+		rc = check_group(base, h, i, err, errlen);
+	if (rc == 0)
+		rc = check_procs(base, h, err, errlen);
+	if (rc == 0)
+		rc = check_slots(base, h, err, errlen);
+	if (rc == 0)
+		rc = check_traces(base, h, err, errlen);
+	return rc;
+}
+
 /* Concurrency: reads only; safe on any bytes (see top of file). */
 int sockmem_validate(const void *base, size_t len, uint32_t file_uid, char *err, size_t errlen)
 {
 	struct sockmem_header h;
-	int rc;
 
-	if (!base || len < sizeof(h))
-		return sm_fail(err, errlen, -EPROTO,
-			       "truncated: %zu bytes, smaller than the header", len);
-	memcpy(&h, base, sizeof(h));
-	rc = check_header(&h, len, file_uid, err, errlen);
-	if (rc == 0)
-		rc = check_tables(&h, len, err, errlen);
-	for (uint32_t i = 0; rc == 0 && i < h.group_capacity; i++)
-		rc = check_group(base, &h, i, err, errlen);
-	if (rc == 0)
-		rc = check_procs(base, &h, err, errlen);
-	if (rc == 0)
-		rc = check_slots(base, &h, err, errlen);
-	if (rc == 0)
-		rc = check_traces(base, &h, err, errlen);
-	return rc;
+	return sm_validate_copy(base, len, file_uid, &h, err, errlen);
 }

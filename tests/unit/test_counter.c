@@ -171,3 +171,45 @@ Test(counter, high_counts_event)
 	cr_expect_eq(atomic_load(&sockmem_group_at(t.seg, t.b)->ev_high), 0);
 	sockmem_close(t.seg);
 }
+
+/*
+ * Hostile input (issue 7, findings F2/F3): usage and max are whatever
+ * another member wrote into the segment. The counter saturates or refuses
+ * instead of overflowing (the Sanitize build aborts on signed overflow).
+ */
+Test(counter, extreme_values_saturate)
+{
+	struct tree t = tree("c-extreme");
+	struct sockmem_group *c = sockmem_group_at(t.seg, t.c);
+	uint32_t fail = 12345;
+
+	atomic_store(&c->usage, INT64_MAX);
+	sockmem_charge(t.seg, t.c, 1);
+	cr_expect_eq(t_usage(t.seg, t.c), INT64_MAX, "forced charge saturates");
+	cr_expect_eq(t_usage(t.seg, t.b), 1, "the levels above count it");
+	cr_expect(!sockmem_try_charge(t.seg, t.c, 1, &fail));
+	cr_expect_eq(fail, t.c);
+	cr_expect_eq(t_usage(t.seg, t.b), 1, "nothing left charged above");
+
+	/* usage + nr overflows even an unlimited max: refused, not wrapped. */
+	atomic_store(&c->max, SOCKMEM_UNLIMITED);
+	atomic_store(&c->usage, INT64_MAX - 10);
+	cr_expect(!sockmem_try_charge(t.seg, t.c, 100, &fail));
+	cr_expect_eq(t_usage(t.seg, t.c), INT64_MAX - 10);
+
+	/* A negative max written after attach: refused, max - nr not computed. */
+	atomic_store(&c->usage, 0);
+	atomic_store(&c->max, INT64_MIN);
+	cr_expect(!sockmem_try_charge(t.seg, t.c, 1, &fail));
+	cr_expect_eq(t_usage(t.seg, t.c), 0);
+
+	/* An uncharge on a negative usage found nothing: clamped to 0, counted. */
+	atomic_store(&c->max, 100000);
+	atomic_store(&c->usage, INT64_MIN + 4096);
+	sockmem_uncharge(t.seg, t.c, 4096);
+	cr_expect_eq(t_usage(t.seg, t.c), 0);
+	cr_expect_eq(atomic_load(&c->underflows), 1);
+	cr_expect_eq(t_usage(t.seg, t.b), 0, "b held 1 byte: 4095 missing there");
+	cr_expect_eq(atomic_load(&sockmem_group_at(t.seg, t.b)->underflows), 1);
+	sockmem_close(t.seg);
+}

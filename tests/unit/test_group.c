@@ -242,3 +242,37 @@ Test(group, pressure_hierarchical_and_expiry)
 	cr_expect_eq(sockmem_group_at(seg, a)->ev_pressure, 2, "a new episode counts");
 	sockmem_close(seg);
 }
+
+/* Slot stocks are whatever members wrote (issue 7, finding F4): the cached
+ * sum saturates, a negative stock counts as 0, current - cached stays sane. */
+Test(group, stat_with_extreme_stocks)
+{
+	sockmem_seg_t *seg = t_open("g-stockx");
+	uint32_t g = t_group(seg, "a"), p;
+	struct sockmem_group_stat st;
+
+	cr_assert_eq(sockmem_proc_register(seg, g, &p), 0);
+	cr_assert(sockmem_try_charge(seg, g, 4096, NULL));
+	cr_assert_geq(seg->nslots, 5);
+	for (uint32_t i = 0; i < 5; i++) {
+		struct sockmem_slot *s = sockmem_slot_at(seg, i);
+
+		s->proc = p;
+		s->group = g;
+		atomic_store(&s->stock, i < 4 ? INT64_MAX : INT64_MIN);
+		atomic_store(&s->state, SOCKMEM_LIVE);
+	}
+	cr_assert_eq(sockmem_group_stat(seg, g, &st), 0);
+	cr_expect_eq(st.cached, INT64_MAX, "saturated");
+	cr_expect_eq(st.sock, 0);
+	atomic_store(&sockmem_slot_at(seg, 0)->stock, 1000);
+	for (uint32_t i = 1; i < 4; i++)
+		atomic_store(&sockmem_slot_at(seg, i)->stock, 0);
+	cr_assert_eq(sockmem_group_stat(seg, g, &st), 0);
+	cr_expect_eq(st.cached, 1000, "the INT64_MIN stock counts as 0");
+	cr_expect_eq(st.sock, 4096 - 1000);
+	atomic_store(&sockmem_group_at(seg, g)->usage, INT64_MIN);
+	cr_assert_eq(sockmem_group_stat(seg, g, &st), 0);
+	cr_expect_eq(st.sock, 0, "current below cached: no INT64_MIN - 1000");
+	sockmem_close(seg);
+}

@@ -334,3 +334,128 @@ Test(proc, exited_leader_is_not_reaped)
 	cr_expect_eq(back, 999);
 	sockmem_close(seg);
 }
+
+/* A dead record as another member could leave it: pid 0 is always dead. */
+static void fake_dead(sockmem_seg_t *seg, uint32_t i, uint32_t g, int64_t sock, int64_t sockets)
+{
+	struct sockmem_proc *p = sockmem_proc_at(seg, i);
+
+	p->pid = 0;
+	p->group = g;
+	atomic_store(&p->sock, sock);
+	atomic_store(&p->sockets, sockets);
+	atomic_fetch_add(&sockmem_group_at(seg, g)->processes, 1);
+	atomic_store(&p->state, SOCKMEM_LIVE);
+}
+
+/* Reap sums what records and slots hold, all written by other members
+ * (issue 7, finding F8): the sums saturate, the socket count is subtracted
+ * without negating INT64_MIN; the Sanitize build aborts on overflow. */
+Test(proc, reap_extreme_counters)
+{
+	sockmem_seg_t *seg = t_open("p-reapx");
+	uint32_t g = t_group(seg, "a");
+	struct sockmem_slot *s = sockmem_slot_at(seg, 0);
+	int64_t back = 0;
+
+	cr_assert(sockmem_try_charge(seg, g, 8192, NULL));
+	fake_dead(seg, 0, g, INT64_MAX - 1, INT64_MIN);
+	fake_dead(seg, 1, g, 1000, 5);
+	s->proc = 0;
+	s->group = g;
+	atomic_store(&s->stock, INT64_MAX);
+	atomic_store(&s->sock, INT64_MAX);
+	atomic_store(&s->state, SOCKMEM_LIVE);
+	cr_expect_eq(sockmem_reap(seg, &back), 2);
+	cr_expect_eq(back, INT64_MAX, "saturated, not wrapped");
+	cr_expect_eq(t_usage(seg, g), 0, "clamped at 0");
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, g)->processes), 0);
+	cr_expect_eq(atomic_load(&s->state), SOCKMEM_FREE);
+	cr_expect_eq(atomic_load(&sockmem_proc_at(seg, 0)->state), SOCKMEM_FREE);
+	cr_expect_eq(atomic_load(&sockmem_proc_at(seg, 1)->state), SOCKMEM_FREE);
+	sockmem_close(seg);
+}
+
+/* ---- a lock holder that is stopped, not dead (issue 7, finding F6) ---- */
+
+struct stopped_result {
+	int open_rc, create_rc, reap_rc, register_rc, limits_rc;
+	int64_t open_ms, total_ms;
+	char limits_err[SOCKMEM_ERRLEN];
+};
+
+/* In a child (alarm: a hang kills it): attach and try what needs the lock. */
+static void opener(int wfd)
+{
+	struct sockmem_open_opts o = {.ns = t_ns};
+	struct stopped_result r = {0};
+	uint64_t t0 = sockmem_now_ns();
+	sockmem_seg_t *seg = NULL;
+	char err[SOCKMEM_ERRLEN];
+	uint32_t g = 0, p;
+
+	alarm(20);
+	r.open_rc = sockmem_open(&o, &seg, err, sizeof(err));
+	r.open_ms = (int64_t)((sockmem_now_ns() - t0) / 1000000);
+	if (r.open_rc == 0) {
+		r.create_rc = sockmem_group_create(seg, "new/one", &g);
+		r.reap_rc = sockmem_reap(seg, NULL);
+		sockmem_group_lookup(seg, "a", &g);
+		r.register_rc = sockmem_proc_register(seg, g, &p);
+		r.limits_rc = sockmem_group_set_limits(seg, g, 1 << 20, SOCKMEM_KEEP, SOCKMEM_KEEP,
+						       r.limits_err, sizeof(r.limits_err));
+	}
+	r.total_ms = (int64_t)((sockmem_now_ns() - t0) / 1000000);
+	_exit(write(wfd, &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 2);
+}
+
+Test(proc, lock_holder_stopped, .timeout = 60)
+{
+	sockmem_seg_t *seg = t_open("p-lockstop");
+	struct stopped_result r = {.open_rc = 1};
+	int fds[2], res[2], status;
+	uint32_t g2;
+	pid_t holder, child;
+	char c = 0;
+
+	t_group(seg, "a");
+	sm_table_lock_timeout_ms = 300;
+	cr_assert_eq(pipe(fds), 0);
+	holder = fork();
+	if (holder == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		c = sm_table_lock(seg) == 0 ? 'y' : 'n';
+		if (write(fds[1], &c, 1) != 1)
+			_exit(2);
+		raise(SIGSTOP); /* stopped while holding the lock */
+		sm_table_unlock(seg);
+		_exit(0);
+	}
+	cr_assert_eq(read(fds[0], &c, 1), 1);
+	cr_assert_eq(c, 'y');
+	cr_assert_eq(waitpid(holder, &status, WUNTRACED), holder);
+	cr_assert(WIFSTOPPED(status));
+	cr_assert_eq(pipe(res), 0); /* after the holder's fork: EOF when the opener dies */
+	child = fork();
+	if (child == 0)
+		opener(res[1]);
+	close(res[1]);
+	cr_expect_eq(read(res[0], &r, sizeof(r)), (ssize_t)sizeof(r), "the opener hung (alarm)");
+	waitpid(child, &status, 0);
+	cr_expect_eq(r.open_rc, 0, "attach works, its reap is skipped");
+	cr_expect_lt(r.open_ms, 3000, "open took %lld ms", (long long)r.open_ms);
+	cr_expect_eq(r.create_rc, -ETIMEDOUT);
+	cr_expect_eq(r.reap_rc, -ETIMEDOUT);
+	cr_expect_eq(r.register_rc, -ETIMEDOUT);
+	cr_expect_eq(r.limits_rc, -ETIMEDOUT);
+	cr_expect(strstr(r.limits_err, "table lock not released within 300 ms"), "%s",
+		  r.limits_err);
+	/* After the first timeout, one try each: not 5 x 300 ms. */
+	cr_expect_lt(r.total_ms, 1500, "all took %lld ms", (long long)r.total_ms);
+	kill(holder, SIGCONT);
+	cr_assert_eq(waitpid(holder, &status, 0), holder);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	cr_expect_eq(sockmem_group_create(seg, "after/resume", &g2), 0, "lock released");
+	cr_expect_eq(sockmem_reap(seg, NULL), 0);
+	sockmem_close(seg);
+}

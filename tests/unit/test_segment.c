@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -207,6 +208,119 @@ Test(segment, slot_and_proc_indices)
 	p->group = 4096;
 	expect_refused(-EPROTO, "process record 2 group index 4096", false);
 	raw_unmap(&r);
+}
+
+/* Counters the arithmetic relies on: usage, peak and a live slot's stock
+ * are never negative in a healthy segment (issue 7, finding F4). */
+Test(segment, negative_counters)
+{
+	uint32_t b = fresh("s-negctr");
+	struct raw r = raw_map();
+	struct sockmem_slot *s;
+
+	atomic_store(&raw_group(&r, b)->usage, -1);
+	expect_refused(-EPROTO, "negative usage (-1)", false);
+	atomic_store(&raw_group(&r, b)->usage, 0);
+	atomic_store(&raw_group(&r, b)->peak, INT64_MIN);
+	expect_refused(-EPROTO, "or peak (-9223372036854775808)", false);
+	atomic_store(&raw_group(&r, b)->peak, 0);
+	s = (struct sockmem_slot *)((char *)r.base + r.h->slot_offset) + 1;
+	s->proc = 0;
+	s->group = b;
+	atomic_store(&s->stock, -4096);
+	atomic_store(&s->state, SOCKMEM_LIVE);
+	expect_refused(-EPROTO, "slot 1 has a negative stock (-4096)", false);
+	atomic_store(&s->state, SOCKMEM_FREE);
+	raw_unmap(&r);
+}
+
+/* ---- the header is read once (issue 7, finding F5) ---- */
+
+static struct sockmem_header *flip_hdr;
+static atomic_int flip_stop;
+
+static void *flipper(void *arg)
+{
+	volatile uint32_t *cap = &flip_hdr->group_capacity;
+
+	(void)arg;
+	while (!atomic_load_explicit(&flip_stop, memory_order_relaxed)) {
+		*cap = 100000;
+		*cap = 4;
+	}
+	return NULL;
+}
+
+/* A writer flips group_capacity between a valid and an out-of-file value
+ * while we attach: every attach that succeeds must have the validated 4. */
+Test(segment, header_changed_during_attach, .timeout = 30)
+{
+	struct sockmem_open_opts o = {.groups = 4, .procs = 2, .slots = 2, .traces = 1};
+	struct sockmem_open_opts ro = {.readonly = true};
+	char err[SOCKMEM_ERRLEN];
+	sockmem_seg_t *own = t_open_opts("s-toctou", &o), *seg;
+	uint64_t end = sockmem_now_ns() + 2 * UINT64_C(1000000000);
+	int ok = 0, refused = 0, bad = 0;
+	pthread_t t;
+
+	flip_hdr = own->hdr;
+	ro.ns = t_ns;
+	cr_assert_eq(pthread_create(&t, NULL, flipper, NULL), 0);
+	while (sockmem_now_ns() < end && bad == 0) {
+		if (sockmem_open(&ro, &seg, err, sizeof(err)) != 0) {
+			refused++;
+			continue;
+		}
+		ok++;
+		if (seg->ngroups != 4 || sockmem_group_at(seg, 99999) != NULL)
+			bad = ok;
+		sockmem_close(seg);
+	}
+	atomic_store(&flip_stop, 1);
+	pthread_join(t, NULL);
+	own->hdr->group_capacity = 4;
+	cr_expect_eq(bad, 0, "attach %d has %u groups; validation saw at most 4", bad,
+		     bad ? 100000u : 4u);
+	cr_expect_gt(ok, 0, "some attaches succeed (%d refused)", refused);
+	sockmem_close(own);
+}
+
+/* ---- not a regular file (issue 7, finding F7) ---- */
+
+/* Open t_ns read-only and read-write: both refused at once, never blocked.
+ * (glibc's shm_open itself fails a directory opened for writing: EINVAL.) */
+static void expect_not_regular(bool dir)
+{
+	struct sockmem_open_opts o = {.ns = t_ns};
+	char err[SOCKMEM_ERRLEN] = "";
+	sockmem_seg_t *seg = NULL;
+	int rc;
+
+	for (int rw = 0; rw < 2; rw++) {
+		o.readonly = rw == 0;
+		o.allow_foreign = rw == 1; /* refused whoever owns it */
+		rc = sockmem_open(&o, &seg, err, sizeof(err));
+		cr_expect_null(seg);
+		if (dir && rw == 1 && rc == -EINVAL)
+			continue;
+		cr_expect_eq(rc, -EACCES, "%s", err);
+		cr_expect(strstr(err, "not a regular file") != NULL, "%s", err);
+	}
+}
+
+Test(segment, fifo_or_directory_refused, .timeout = 20)
+{
+	char path[128];
+
+	snprintf(t_ns, sizeof(t_ns), "t-s-fifo-%d", (int)getpid());
+	snprintf(path, sizeof(path), "/dev/shm/sockmem-%s", t_ns);
+	unlink(path);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	expect_not_regular(false); /* before the fix: blocked in open(O_RDONLY) */
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(mkdir(path, 0700), 0);
+	expect_not_regular(true);
+	cr_expect_eq(rmdir(path), 0);
 }
 
 Test(segment, foreign_owner)

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include "config.h"
 #include "internal.h"
 #include "sockmem/sockmem.h"
 
@@ -192,4 +193,37 @@ Test(util, fail_fills_message)
 	cr_expect_str_eq(err, "value xyzxyzxyz");
 	cr_expect_eq(errno, EBADF);
 	cr_expect_eq(sm_fail(NULL, 0, -EIO, "ignored"), -EIO);
+}
+
+/* Untrusted text in one-line messages (issue 7, finding F1). */
+Test(util, escape_control_bytes)
+{
+	char out[64];
+
+	cr_expect_str_eq(sm_escape(out, sizeof(out), "tena\n", 64), "tena\\n");
+	cr_expect_str_eq(sm_escape(out, sizeof(out), "a\r\tb\\c", 64), "a\\r\\tb\\\\c");
+	cr_expect_str_eq(sm_escape(out, sizeof(out), "\x1b[2J\x7f\xff", 64), "\\x1b[2J\\x7f\\xff");
+	cr_expect_str_eq(sm_escape(out, sizeof(out), "abcdef", 3), "abc", "at most max bytes");
+	cr_expect_str_eq(sm_escape(out, 6, "ab\ncd", 64), "ab\\nc", "truncated to fit");
+	cr_expect_str_eq(sm_escape(out, 5, "abc\x01", 64), "abc", "never half an escape");
+	cr_expect_str_eq(sm_escape(out, sizeof(out), NULL, 64), "");
+}
+
+Test(util, config_error_is_one_line)
+{
+	const char *env[] = {"SOCKMEM_GROUP=tena\n\x1b[31mfake: line", NULL};
+	struct sm_config cfg;
+	char err[SOCKMEM_ERRLEN] = "";
+
+	cr_assert_eq(sm_config_parse(env, &cfg, err, sizeof(err)), -EINVAL);
+	cr_expect(strpbrk(err, "\n\r\x1b") == NULL, "one line: \"%s\"", err);
+	cr_expect(strstr(err, "tena\\n\\x1b[31mfake") != NULL, "value escaped: \"%s\"", err);
+}
+
+Test(util, fail_message_has_no_control_bytes)
+{
+	char err[64];
+
+	cr_expect_eq(sm_fail(err, sizeof(err), -EINVAL, "name \"%s\"", "a\nb\x1b"), -EINVAL);
+	cr_expect_str_eq(err, "name \"a?b?\"");
 }
