@@ -170,22 +170,37 @@ Test(cases, vfork_exec_and_posix_spawn_while_threads_send)
 	expect_empty();
 }
 
-Test(cases, signal_handler_sends_inside_interposed_send)
+static void signal_case(const char *name, const char *limit)
 {
 	const char *args[] = {"signal_send", "3", NULL};
+	struct fh_opts o = {
+		.group = GROUP, .stdin_pipe = true, .extra = {"SOCKMEM_RECONCILE_MS=50", limit}};
 	long handled;
 
-	start("signal", NULL, args);
+	fh_ns(ns, sizeof(ns), name);
+	sockmem_unlink(ns);
+	o.ns = ns;
+	cr_assert_eq(fh_spawn(&kid, "sockmem-fault-cases", args, &o), 0);
 	open_seg();
 	handled = expect_phase("CLOSED", 20000);
-	fprintf(stderr,
-		"[INFO] "
-		"signal handlers run: %ld\n",
-		handled);
+	fprintf(stderr, "[INFO] %s: signal handlers run: %ld\n", name, handled);
 	cr_expect_gt(handled, 1000, "the handler ran (%ld times)", handled);
 	expect_closed();
 	finish(5000);
 	expect_empty();
+}
+
+Test(cases, signal_handler_sends_inside_interposed_send)
+{
+	signal_case("signal", NULL);
+}
+
+/* The same with a limit far below what the traffic wants: the handler's
+ * sends and the interrupted ones are refused or admitted partly, and
+ * nothing may hang (every send is MSG_DONTWAIT). */
+Test(cases, signal_handler_sends_at_the_limit)
+{
+	signal_case("siglim", "SOCKMEM_MAX=128K");
 }
 
 Test(cases, thousand_threads_come_and_go)
