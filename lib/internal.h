@@ -41,11 +41,12 @@ void sm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 void sm_vlog(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* Log at most once per call site per process. The flag is a plain int used
- * only through the __atomic builtins (clang rejects them on an _Atomic). */
+ * only through the __atomic builtins (clang rejects them on an _Atomic);
+ * fetch_or rather than exchange, which tests/fuzz/clang_compat.h redefines. */
 #define sm_log_once(level, ...)                                                                    \
 	do {                                                                                       \
 		static int sm__once_;                                                              \
-		if (!__atomic_exchange_n(&sm__once_, 1, __ATOMIC_RELAXED))                         \
+		if (!__atomic_fetch_or(&sm__once_, 1, __ATOMIC_RELAXED))                           \
 			sm_log((level), __VA_ARGS__);                                              \
 	} while (0)
 

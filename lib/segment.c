@@ -251,16 +251,18 @@ static void init_segment(void *base, const struct layout *l, const char *ns)
 }
 
 /* The view: hdr points at the mapping (for the lock), but capacities and
- * offsets come from `h`, the header copy that was validated (or written). */
+ * offsets come from `h`, the header copy that was validated (or written).
+ * Offsets are validated 64-byte aligned (hence void *, not a cast clang's
+ * -Wcast-align would flag). */
 static void seg_fill(sockmem_seg_t *seg, void *base, const struct sockmem_header *h, size_t len,
 		     bool ro, const char *name)
 {
 	seg->hdr = base;
 	seg->size = len;
-	seg->groups = (struct sockmem_group *)((char *)base + h->group_offset);
-	seg->procs = (struct sockmem_proc *)((char *)base + h->proc_offset);
-	seg->slots = (struct sockmem_slot *)((char *)base + h->slot_offset);
-	seg->traces = (struct sockmem_trace *)((char *)base + h->trace_offset);
+	seg->groups = (void *)((char *)base + h->group_offset);
+	seg->procs = (void *)((char *)base + h->proc_offset);
+	seg->slots = (void *)((char *)base + h->slot_offset);
+	seg->traces = (void *)((char *)base + h->trace_offset);
 	seg->ngroups = h->group_capacity;
 	seg->nprocs = h->proc_capacity;
 	seg->nslots = h->slot_capacity;
