@@ -15,8 +15,10 @@
  * tcp_rmem[2] / tcp_wmem[2].
  *
  * Under pressure (hierarchical), and for the sockets the reclaimer picks,
- * the buffers are held at what they hold now (never below SM_BUF_FLOOR):
- * they stop growing. At max the send path moderates SO_SNDBUF to half the
+ * receive buffers close to SM_BUF_FLOOR (the window shrinks to a few
+ * segments, like the kernel's tcp_adjust_rcv_ssthresh under memory
+ * pressure) and send buffers are held at what they hold (never below the
+ * floor): they stop growing. At max the send path moderates SO_SNDBUF to half the
  * queue, like sk_stream_moderate_sndbuf. When all of that ends, what the
  * program itself had set is put back, or autotuning is given back
  * (SO_BUF_LOCK without the bit). getsockopt reports what the program asked
@@ -83,6 +85,7 @@ void sm_buf_init(struct sm_sock *st)
 	atomic_store_explicit(&st->k_wmem, 0, memory_order_relaxed);
 	atomic_store_explicit(&st->k_rmem, 0, memory_order_relaxed);
 	st->set_snd = st->set_rcv = st->wclamp0 = 0;
+	st->rcv0 = st->snd0 = 0;
 	st->moderated = st->rclamped = false;
 	st->idle = 0;
 }
@@ -137,11 +140,11 @@ static int64_t want_rcv(struct sm_sock *st, int64_t half, bool hold)
 {
 	int64_t cap = half < tcp_rmem_max ? (half > SM_BUF_FLOOR ? half : SM_BUF_FLOOR) : 0;
 
-	if (hold) {
-		int64_t h = atomic_load_explicit(&st->k_rmem, memory_order_relaxed);
-
-		cap = min_nz(cap, h > SM_BUF_FLOOR ? h : SM_BUF_FLOOR);
-	}
+	/* Under pressure the window closes to the floor, as the kernel's
+	 * tcp_adjust_rcv_ssthresh does (a few segments): what is queued stays
+	 * until read, nothing more is accepted beyond the floor. */
+	if (hold)
+		cap = min_nz(cap, SM_BUF_FLOOR);
 	return cap;
 }
 
@@ -203,6 +206,8 @@ static void apply_rcv(int fd, struct sm_sock *st, int64_t want)
 		return; /* nothing changes */
 	if (want && tcp && !st->wclamp0)
 		st->wclamp0 = get_int(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, 0);
+	if (want && st->set_rcv <= 0 && u < 0)
+		st->rcv0 = get_int(fd, SOL_SOCKET, SO_RCVBUF, 0);
 	if (eff) {
 		set_buf(fd, SO_RCVBUF, SO_RCVBUFFORCE, eff, core_rmem_max);
 		if (tcp && want) /* advertise no more than the buffer takes */
@@ -214,6 +219,11 @@ static void apply_rcv(int fd, struct sm_sock *st, int64_t want)
 
 		if (tcp && st->wclamp0)
 			set_int(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, (int)w);
+		/* Autotuning only grows a buffer once a round trip moves more
+		 * than its best so far: unlocking alone would leave it at the
+		 * clamp. Put back the size it had, then unlock. */
+		if (u < 0 && st->rcv0 > 0)
+			set_buf(fd, SO_RCVBUF, SO_RCVBUFFORCE, st->rcv0, core_rmem_max);
 		if (u < 0)
 			unlock_dir(fd, LOCK_RCV);
 		st->wclamp0 = 0;
@@ -230,8 +240,12 @@ static void apply_snd(int fd, struct sm_sock *st, int64_t want)
 
 	if (eff == (st->set_snd ? st->set_snd : user))
 		return;
+	if (want && st->set_snd <= 0 && u < 0)
+		st->snd0 = get_int(fd, SOL_SOCKET, SO_SNDBUF, 0);
 	if (eff)
 		set_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE, eff, core_wmem_max);
+	if (!want && u < 0 && st->snd0 > 0)
+		set_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE, st->snd0, core_wmem_max);
 	if (!want && u < 0)
 		unlock_dir(fd, LOCK_SND);
 	st->set_snd = want ? (int32_t)eff : 0;
@@ -285,6 +299,8 @@ void sm_buf_moderate(int fd, struct sm_sock *st)
 	if (v < 4608)
 		v = 4608;
 	if (!st->set_snd || v < st->set_snd) {
+		if (st->set_snd <= 0 && atomic_load(&st->user_snd) < 0)
+			st->snd0 = get_int(fd, SOL_SOCKET, SO_SNDBUF, 0);
 		set_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE, v, core_wmem_max);
 		st->set_snd = (int32_t)v;
 		st->moderated = true;

@@ -76,6 +76,7 @@ struct sm_sock {
 	_Atomic uint32_t bl;
 	int32_t set_snd, set_rcv; /* kernel buffer size we imposed; 0: none */
 	int32_t wclamp0;	  /* window clamp before our first; 0: never clamped */
+	int32_t rcv0, snd0;	  /* kernel buffer sizes before we imposed one */
 	bool moderated;		  /* send path moderated SO_SNDBUF at max */
 	bool rclamped;		  /* the reclaimer clamped it (largest first) */
 	/* Last SO_MEMINFO figures (reconcile): send queue (wmem_queued, or

@@ -22,8 +22,12 @@
 /* The budget is shared as if the group had at least this many sockets. */
 #define SM_SHARE_MIN_SOCKETS 16
 /* Smallest buffer the budget or a pressure clamp imposes (kernel bytes,
- * what SO_MEMINFO calls RCVBUF/SNDBUF): about one loopback skb. */
-#define SM_BUF_FLOOR (64 * 1024)
+ * what SO_MEMINFO calls RCVBUF/SNDBUF). A receive window below about two
+ * segments stalls TCP (the sender waits for a usable window: loopback's MSS
+ * is 64 KiB), so this is 4 loopback segments. In a group whose max is
+ * smaller than sockets x 2 x SM_BUF_FLOOR the floor, not the share, bounds
+ * what the buffers may hold. */
+#define SM_BUF_FLOOR (256 * 1024)
 
 /*
  * Send admission is on (W: constructor and helper tick, R: every send):

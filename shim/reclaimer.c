@@ -31,7 +31,7 @@
 #include "reclaim.h"
 #include "state.h"
 
-#define PASSES	    4  /* passes per wake-up or tick */
+#define PASSES	    2  /* passes per wake-up or tick */
 #define TOP_SOCKETS 16 /* largest sockets considered per pass */
 
 static uint32_t reclaim_lvl = SOCKMEM_NONE; /* helper only */

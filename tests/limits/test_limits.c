@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,4 +146,353 @@ Test(limits, slow_reader, .init = setup, .fini = teardown, .timeout = 90)
 	cr_expect_leq(lim.peak, max + max / 10, "kernel peak %lld over max+10%%", (long long)lim.peak);
 	cr_expect_geq(free_.peak, 3 * max, "without the shim the peak is only %lld",
 		      (long long)free_.peak);
+}
+
+/* ---- helpers for the tests below -------------------------------------- */
+
+/* Open the test's namespace read-write (for the test's own charges and
+ * pressure) and find `group`. */
+static sockmem_seg_t *open_group(const char *group, uint32_t *idx)
+{
+	struct sockmem_open_opts o = {.ns = ns, .create = true};
+	char err[SOCKMEM_ERRLEN];
+	sockmem_seg_t *seg = NULL;
+	int rc = sockmem_open(&o, &seg, err, sizeof(err));
+
+	cr_assert_eq(rc, 0, "open %s: %s", ns, err);
+	rc = sockmem_group_create(seg, group, idx);
+	cr_assert_eq(rc, 0, "group %s: %d", group, rc);
+	return seg;
+}
+
+static void set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int64_t high, int64_t low)
+{
+	char why[SOCKMEM_ERRLEN];
+
+	cr_assert_eq(sockmem_group_set_limits(seg, idx, max, high, low, why, sizeof(why)), 0, "%s",
+		     why);
+}
+
+static struct h_kmem kernel_of(pid_t pid)
+{
+	struct h_kmem k = {0};
+
+	h_kernel_meminfo(&pid, 1, &k);
+	return k;
+}
+
+/* CPU ms of one thread (/proc/<pid>/task/<tid>/stat utime + stime). */
+static int64_t thread_cpu_ms(pid_t pid, pid_t tid)
+{
+	char path[96], buf[1024], *p;
+	unsigned long long ut, st;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+			 &st) != 2)
+		return -1;
+	return (int64_t)((ut + st) * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK));
+}
+
+/* The one thread of pid that is not the main thread (the shim's helper). */
+static pid_t helper_tid(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	pid_t tid = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	cr_assert_not_null(d);
+	while ((e = readdir(d)) != NULL)
+		if (atoi(e->d_name) > 0 && atoi(e->d_name) != pid)
+			tid = atoi(e->d_name);
+	closedir(d);
+	return tid;
+}
+
+/* ---- max: blocking and non-blocking senders --------------------------- */
+
+/* A peer that never reads (not preloaded), and the group filled to 32 KiB
+ * below max by the test itself (a charge held elsewhere in the group). */
+static sockmem_seg_t *at_max(const char *group, struct h_proc *peer, char *port, size_t plen)
+{
+	char line[64];
+	uint32_t idx;
+	sockmem_seg_t *seg = open_group(group, &idx);
+
+	set_limits(seg, idx, 1 * MiB, SOCKMEM_UNLIMITED, 0);
+	sockmem_charge(seg, idx, 1 * MiB - 32 * 1024);
+	snprintf(port, plen, "%d", h_free_port(AF_INET, SOCK_STREAM));
+	spawn(peer, false, group, NULL, (const char *[]){"accept", port, "1", NULL});
+	expect_line(peer, "ready", line, sizeof(line), 10000);
+	return seg;
+}
+
+Test(limits, blocking_send_sndtimeo, .init = setup, .fini = teardown, .timeout = 30)
+{
+	struct sockmem_group_stat st;
+	struct h_proc peer, snd;
+	char port[16], line[128];
+	int err = 0;
+	long long ms = 0, sent = 0;
+	sockmem_seg_t *seg = at_max("blk", &peer, port, sizeof(port));
+
+	spawn(&snd, true, "blk", NULL, (const char *[]){"block", port, "500", NULL});
+	expect_line(&snd, "fail ", line, sizeof(line), 20000);
+	cr_assert_eq(sscanf(line, "fail %d %lld %lld", &err, &ms, &sent), 3);
+	cr_assert_eq(h_group_stat(ns, "blk", &st), 0);
+	fprintf(stderr, "[limits] blocking send at max: errno %d after %lld ms, sent %lld, "
+			"failcnt %llu ev_max %llu\n",
+		err, ms, sent, (unsigned long long)st.failcnt, (unsigned long long)st.ev_max);
+	cr_expect_eq(err, EAGAIN, "errno %d", err);
+	cr_expect(ms >= 450 && ms <= 2000, "the failing send took %lld ms (SO_SNDTIMEO 500)", ms);
+	cr_expect_gt(st.failcnt, 0, "admission never refused");
+	cr_expect_gt(st.ev_max, 0);
+	sockmem_close(seg);
+}
+
+Test(limits, epoll_writer_at_max_sleeps, .init = setup, .fini = teardown, .timeout = 30)
+{
+	struct sockmem_group_stat st;
+	struct h_proc peer, snd;
+	char port[16], line[128];
+	long long wake = 0, eagain = 0, sent = 0;
+	int64_t cpu0, cpu1, t0, t1;
+	sockmem_seg_t *seg = at_max("ep", &peer, port, sizeof(port));
+
+	spawn(&snd, true, "ep", NULL, (const char *[]){"epoll", port, "4", NULL});
+	h_sleep_ms(1000); /* connected, queues filled, waiting */
+	cpu0 = h_cpu_ms(snd.pid);
+	t0 = h_now_ms();
+	h_sleep_ms(2500);
+	cpu1 = h_cpu_ms(snd.pid);
+	t1 = h_now_ms();
+	expect_line(&snd, "epoll ", line, sizeof(line), 10000);
+	cr_assert_eq(sscanf(line, "epoll %lld %lld %lld", &wake, &eagain, &sent), 3);
+	cr_assert_eq(h_group_stat(ns, "ep", &st), 0);
+	fprintf(stderr, "[limits] epoll writer at max: %.2f%% of a core while waiting; wakeups %lld "
+			"EAGAIN %lld sent %lld failcnt %llu\n",
+		100.0 * (double)(cpu1 - cpu0) / (double)(t1 - t0), wake, eagain, sent,
+		(unsigned long long)st.failcnt);
+	cr_assert(cpu0 >= 0 && cpu1 >= 0);
+	cr_expect_lt((cpu1 - cpu0) * 100, 5 * (t1 - t0), "writer used %lld ms of CPU in %lld ms",
+		     (long long)(cpu1 - cpu0), (long long)(t1 - t0));
+	cr_expect_gt(eagain, 0, "never refused");
+	cr_expect_gt(st.failcnt, 0);
+	sockmem_close(seg);
+}
+
+/* ---- pressure: fast readers clamped, then growing again --------------- */
+
+/* A fast stream (one connection) in `group`; returns the receiver. */
+static void fast_stream(const char *group, struct h_proc *rcv, struct h_proc *snd)
+{
+	char port[16], line[64];
+
+	snprintf(port, sizeof(port), "%d", h_free_port(AF_INET, SOCK_STREAM));
+	spawn(rcv, true, group, NULL, (const char *[]){"recv", port, "1", "0", "0", NULL});
+	expect_line(rcv, "ready", line, sizeof(line), 10000);
+	spawn(snd, true, group, NULL, (const char *[]){"send", port, "1", "400000000000", NULL});
+}
+
+/* Largest receive buffer among pid's sockets over `ms` (sampled). */
+static int64_t rcvbuf_over(pid_t pid, int ms)
+{
+	int64_t best = 0;
+
+	for (int i = 0; i < ms / SAMPLE_MS; i++) {
+		struct h_kmem k = kernel_of(pid);
+
+		if (k.rcvbuf_max > best)
+			best = k.rcvbuf_max;
+		h_sleep_ms(SAMPLE_MS);
+	}
+	return best;
+}
+
+Test(limits, fast_reader_clamped_under_pressure, .init = setup, .fini = teardown, .timeout = 40)
+{
+	struct h_proc rcv, snd;
+	int64_t before, during, after;
+	uint32_t idx;
+	sockmem_seg_t *seg = open_group("fast", &idx);
+
+	fast_stream("fast", &rcv, &snd);
+	before = rcvbuf_over(rcv.pid, 1000); /* autotuning grew it */
+	sockmem_enter_pressure(seg, idx, 2000ull * 1000000);
+	h_sleep_ms(300); /* one tick (100 ms) and some */
+	during = rcvbuf_over(rcv.pid, 1200);
+	h_sleep_ms(1000); /* pressure ends; the next tick gives autotuning back */
+	after = rcvbuf_over(rcv.pid, 2000);
+	fprintf(stderr, "[limits] fast reader rcvbuf: before %lld, under pressure %lld, after %lld\n",
+		(long long)before, (long long)during, (long long)after);
+	/* Clamped: closed to the floor (256 KiB) while pressure lasts;
+	 * given back: autotuning grows it well past that. */
+	cr_expect_gt(before, 256 * 1024, "autotuning did not grow the buffer (%lld)",
+		     (long long)before);
+	cr_expect_leq(during, 256 * 1024, "not clamped under pressure (%lld)", (long long)during);
+	cr_expect_gt(after, 2 * during, "did not grow again after pressure (%lld)", (long long)after);
+	sockmem_close(seg);
+}
+
+/* ---- hierarchy --------------------------------------------------------- */
+
+Test(limits, hierarchy_parent_max_and_pressure, .init = setup, .fini = teardown, .timeout = 60)
+{
+	struct h_proc ra, sa, rb, sb, fa, fb, ga, gb;
+	char pa[16], pb[16], line[64];
+	int64_t peak = 0, max = 8 * MiB, da, db, aa, ab;
+	struct sockmem_group_stat sta, stb;
+	const char *slow_ms = "2500";
+	uint32_t parent, child;
+	pid_t pids[4];
+	sockmem_seg_t *seg = open_group("par", &parent);
+
+	set_limits(seg, parent, max, SOCKMEM_UNLIMITED, 0);
+	cr_assert_eq(sockmem_group_create(seg, "par/a", &child), 0);
+	cr_assert_eq(sockmem_group_create(seg, "par/b", &child), 0);
+	/* Two children, 4 slow-reader streams each: the parent's max holds
+	 * them together. */
+	snprintf(pa, sizeof(pa), "%d", h_free_port(AF_INET, SOCK_STREAM));
+	snprintf(pb, sizeof(pb), "%d", h_free_port(AF_INET, SOCK_STREAM));
+	spawn(&ra, true, "par/a", NULL, (const char *[]){"recv", pa, "4", "262144", slow_ms, NULL});
+	spawn(&rb, true, "par/b", NULL, (const char *[]){"recv", pb, "4", "262144", slow_ms, NULL});
+	expect_line(&ra, "ready", line, sizeof(line), 10000);
+	expect_line(&rb, "ready", line, sizeof(line), 10000);
+	spawn(&sa, true, "par/a", NULL, (const char *[]){"send", pa, "4", "8388608", NULL});
+	spawn(&sb, true, "par/b", NULL, (const char *[]){"send", pb, "4", "8388608", NULL});
+	pids[0] = ra.pid, pids[1] = rb.pid, pids[2] = sa.pid, pids[3] = sb.pid;
+	for (int i = 0; i < 60000 / SAMPLE_MS && (running(&ra) || running(&rb)); i++) {
+		struct h_kmem k;
+
+		if (h_kernel_meminfo(pids, 4, &k) == 0 && k.total > peak)
+			peak = k.total;
+		h_sleep_ms(SAMPLE_MS);
+	}
+	expect_line(&ra, "rx ", line, sizeof(line), 5000);
+	cr_expect_eq(atoll(line + 3), 4ll * 8388608, "child a: %s", line);
+	expect_line(&rb, "rx ", line, sizeof(line), 5000);
+	cr_expect_eq(atoll(line + 3), 4ll * 8388608, "child b: %s", line);
+	fprintf(stderr, "[limits] hierarchy: kernel peak of both children %lld (%.2f x parent max)\n",
+		(long long)peak, (double)peak / (double)max);
+	cr_expect_leq(peak, max + max / 10);
+
+	/* Pressure on the parent clamps both children's fast readers; when
+	 * it ends, both grow again. */
+	set_limits(seg, parent, SOCKMEM_UNLIMITED, SOCKMEM_UNLIMITED, 0);
+	fast_stream("par/a", &fa, &ga);
+	fast_stream("par/b", &fb, &gb);
+	h_sleep_ms(300);
+	aa = rcvbuf_over(fa.pid, 700);
+	ab = rcvbuf_over(fb.pid, 700);
+	sockmem_enter_pressure(seg, parent, 2000ull * 1000000);
+	h_sleep_ms(300);
+	cr_expect(h_group_stat(ns, "par/a", &sta) == 0 && sta.under_pressure);
+	cr_expect(h_group_stat(ns, "par/b", &stb) == 0 && stb.under_pressure);
+	da = db = 0;
+	for (int i = 0; i < 1200 / SAMPLE_MS; i++) { /* both within the period */
+		struct h_kmem ka = kernel_of(fa.pid), kb = kernel_of(fb.pid);
+
+		da = ka.rcvbuf_max > da ? ka.rcvbuf_max : da;
+		db = kb.rcvbuf_max > db ? kb.rcvbuf_max : db;
+		h_sleep_ms(SAMPLE_MS);
+	}
+	fprintf(stderr,
+		"[limits] parent under pressure: child receive buffers %lld and %lld (before: %lld "
+		"and %lld)\n",
+		(long long)da, (long long)db, (long long)aa, (long long)ab);
+	/* Closed to the floor (256 KiB) while the parent is under pressure
+	 * (autotuning alone grows a fast reader's buffer to megabytes). */
+	cr_expect_leq(da, 256 * 1024, "child a not clamped under its parent's pressure");
+	cr_expect_leq(db, 256 * 1024, "child b not clamped under its parent's pressure");
+	sockmem_close(seg);
+}
+
+/* ---- watermarks and the reclaimer ------------------------------------- */
+
+Test(limits, watermarks_saw_and_idle_cost, .init = setup, .fini = teardown, .timeout = 60)
+{
+	struct sockmem_group_stat st = {0}, s;
+	char port[16], line[64];
+	struct h_proc rcv, snd, peer, idle;
+	int64_t high = 4 * MiB, low = 2 * MiB, maxu = 0, minu_after = INT64_MAX;
+	int64_t cpu0, cpu1, t0, t1;
+	int above = 0, below_after = 0;
+	bool was_above = false;
+	uint32_t idx;
+	pid_t tid;
+	sockmem_seg_t *seg = open_group("wm", &idx);
+
+	set_limits(seg, idx, SOCKMEM_UNLIMITED, high, low);
+	snprintf(port, sizeof(port), "%d", h_free_port(AF_INET, SOCK_STREAM));
+	/* Sustained load: 2 streams read at 4 MiB/s each for 6 s. */
+	spawn(&rcv, true, "wm", NULL, (const char *[]){"recv", port, "2", "4194304", "6000", NULL});
+	expect_line(&rcv, "ready", line, sizeof(line), 10000);
+	spawn(&snd, true, "wm", NULL, (const char *[]){"send", port, "2", "33554432", NULL});
+	for (int i = 0; i < 60000 / SAMPLE_MS && running(&rcv); i++) {
+		if (h_group_stat(ns, "wm", &s) == 0) {
+			st = s;
+			if (s.current > maxu)
+				maxu = s.current;
+			if (s.current > high && !was_above) {
+				above++;
+				was_above = true;
+			}
+			if (was_above && s.current < low) {
+				below_after++;
+				was_above = false;
+			}
+			if (above && s.current < minu_after)
+				minu_after = s.current;
+		}
+		h_sleep_ms(SAMPLE_MS);
+	}
+	h_group_stat(ns, "wm", &st);
+	fprintf(stderr,
+		"[limits] watermarks high=4M low=2M: crossed high %d times, fell below low %d times; "
+		"max usage %lld; passes %llu drained %llu reconciled %llu clamped %llu ev_low %llu "
+		"ev_high %llu pressure %llu\n",
+		above, below_after, (long long)maxu, (unsigned long long)st.reclaim_passes,
+		(unsigned long long)st.reclaim_drained, (unsigned long long)st.reclaim_reconciled,
+		(unsigned long long)st.reclaim_clamped, (unsigned long long)st.ev_low,
+		(unsigned long long)st.ev_high, (unsigned long long)st.ev_pressure);
+	cr_expect_geq(above, 2, "usage did not saw (crossed high %d times)", above);
+	cr_expect_geq(below_after, 1, "never brought below low after crossing high");
+	cr_expect_gt(st.reclaim_passes, 0);
+	cr_expect_gt(st.ev_low, 0);
+	cr_expect_gt(st.reclaim_clamped, 0);
+	h_release(&rcv);
+	h_release(&snd);
+
+	/* Idle group (1000 connected sockets nobody touches, high set): the
+	 * helper thread's CPU. */
+	snprintf(port, sizeof(port), "%d", h_free_port(AF_INET, SOCK_STREAM));
+	spawn(&peer, false, "wm", NULL, (const char *[]){"accept", port, "1000", NULL});
+	expect_line(&peer, "ready", line, sizeof(line), 10000);
+	spawn(&idle, true, "wm", NULL, (const char *[]){"idle", port, "1000", NULL});
+	expect_line(&idle, "ready", line, sizeof(line), 20000);
+	h_sleep_ms(1500); /* past the backoff's warm-up */
+	tid = helper_tid(idle.pid);
+	cr_assert_gt(tid, 0, "no helper thread");
+	cpu0 = thread_cpu_ms(idle.pid, tid);
+	t0 = h_now_ms();
+	h_sleep_ms(4000);
+	cpu1 = thread_cpu_ms(idle.pid, tid);
+	t1 = h_now_ms();
+	fprintf(stderr, "[limits] idle group, 1000 sockets: helper thread %.2f%% of a core\n",
+		100.0 * (double)(cpu1 - cpu0) / (double)(t1 - t0));
+	cr_assert(cpu0 >= 0 && cpu1 >= 0);
+	cr_expect_lt((cpu1 - cpu0) * 100, 2 * (t1 - t0));
+	sockmem_close(seg);
 }
