@@ -78,6 +78,7 @@ static void check_group(sockmem_seg_t *seg, uint32_t i)
 	FZ_CHECK(sockmem_group_lookup(seg, st.path, &j) == 0 && j <= i);
 	FZ_CHECK(strcmp(sockmem_group_at(seg, j)->path, st.path) == 0);
 	FZ_CHECK(st.max >= 0 && st.high >= 0 && st.low >= 0);
+	FZ_CHECK(st.current >= 0 && st.peak >= 0 && st.cached >= 0 && st.sock >= 0);
 }
 
 void fz_check_accepted(sockmem_seg_t *seg, uint32_t uid)
@@ -99,7 +100,7 @@ void fz_check_accepted(sockmem_seg_t *seg, uint32_t uid)
 		struct sockmem_slot *s = sockmem_slot_at(seg, i);
 
 		if (s->state == SOCKMEM_LIVE)
-			FZ_CHECK(s->group < seg->ngroups && s->proc < seg->nprocs);
+			FZ_CHECK(s->group < seg->ngroups && s->proc < seg->nprocs && s->stock >= 0);
 	}
 }
 
