@@ -496,3 +496,49 @@ Test(limits, watermarks_saw_and_idle_cost, .init = setup, .fini = teardown, .tim
 	cr_expect_lt((cpu1 - cpu0) * 100, 2 * (t1 - t0));
 	sockmem_close(seg);
 }
+
+/* ---- live limits, throttling ------------------------------------------- */
+
+Test(limits, live_max_within_a_tick, .init = setup, .fini = teardown, .timeout = 30)
+{
+	struct h_proc rcv, snd;
+	int64_t before, after;
+	uint32_t idx;
+	sockmem_seg_t *seg = open_group("live", &idx);
+
+	fast_stream("live", &rcv, &snd);
+	before = rcvbuf_over(rcv.pid, 800);
+	/* As `sockmemctl set live --max 4M` would: the share (4M / 16) caps
+	 * the buffers at the next tick (100 ms). */
+	set_limits(seg, idx, 4 * MiB, SOCKMEM_UNLIMITED, 0);
+	h_sleep_ms(250);
+	after = rcvbuf_over(rcv.pid, 500);
+	fprintf(stderr, "[limits] live max: receive buffer %lld before, %lld after max=4M\n",
+		(long long)before, (long long)after);
+	cr_expect_gt(before, 512 * 1024);
+	cr_expect_leq(after, 256 * 1024, "max set live did not cap the buffers in time");
+	sockmem_close(seg);
+}
+
+Test(limits, throttle_over_high, .init = setup, .fini = teardown, .timeout = 40)
+{
+	const char *env[] = {"SOCKMEM_THROTTLE=1", "SOCKMEM_HIGH=1M", NULL};
+	struct sockmem_group_stat st;
+	char port[16], line[64];
+	struct h_proc rcv, snd;
+
+	snprintf(port, sizeof(port), "%d", h_free_port(AF_INET, SOCK_STREAM));
+	spawn(&rcv, true, "thr", env, (const char *[]){"recv", port, "2", "1048576", "1500", NULL});
+	expect_line(&rcv, "ready", line, sizeof(line), 10000);
+	spawn(&snd, true, "thr", env, (const char *[]){"send", port, "2", "8388608", NULL});
+	expect_line(&rcv, "rx ", line, sizeof(line), 30000);
+	cr_expect_eq(atoll(line + 3), 2ll * 8388608);
+	cr_assert_eq(h_group_stat(ns, "thr", &st), 0);
+	fprintf(stderr, "[limits] throttle over high=1M: %llu throttled, %.1f ms slept, ev_high %llu\n",
+		(unsigned long long)st.ev_throttled, (double)st.throttle_ns / 1e6,
+		(unsigned long long)st.ev_high);
+	cr_expect_gt(st.ev_throttled, 0);
+	cr_expect_gt(st.throttle_ns, 0);
+	cr_expect_leq(st.throttle_ns / st.ev_throttled, 2000000000ull + 50000000ull,
+		      "a single throttle over the 2 s cap");
+}
