@@ -217,7 +217,8 @@ static bool charge_uncached(struct sockmem_cache *c, int64_t nr, bool force, uin
  * On failure *lvl names the level that refused. */
 static bool refill(struct sockmem_cache *c, struct sockmem_slot *s, int64_t nr, uint32_t *lvl)
 {
-	int64_t stock = RLX(&s->stock), deficit = nr - stock;
+	/* A negative stock is never valid (another member wrote it): none. */
+	int64_t stock = RLX(&s->stock) > 0 ? RLX(&s->stock) : 0, deficit = nr - stock;
 
 	if (deficit <= 0) {
 		SET(&s->stock, stock - nr);
@@ -229,7 +230,7 @@ static bool refill(struct sockmem_cache *c, struct sockmem_slot *s, int64_t nr, 
 	} else {
 		return false;
 	}
-	SET(&s->sock, RLX(&s->sock) + nr);
+	SET(&s->sock, sm_add_sat(RLX(&s->sock), nr)); /* sock: any value a member wrote */
 	return true;
 }
 
@@ -279,13 +280,13 @@ void sm_cache_uncharge_slow(struct sockmem_cache *c, int64_t nr)
 		sockmem_uncharge(c->seg, c->group, nr);
 		return;
 	}
-	stock = RLX(&s->stock) + nr;
+	stock = sm_add_sat(RLX(&s->stock), nr);
 	if (stock > 2 * c->batch) {
 		back = stock - c->batch;
 		stock = c->batch;
 	}
 	SET(&s->stock, stock);
-	SET(&s->sock, RLX(&s->sock) - nr);
+	SET(&s->sock, sm_add_sat(RLX(&s->sock), -nr));
 	atomic_store_explicit(&s->busy, 0, memory_order_release);
 	sockmem_uncharge(c->seg, c->group, back);
 }

@@ -348,3 +348,30 @@ Test(cache, drain_bounded_on_stuck_owner)
 	sockmem_proc_unregister(seg, p);
 	sockmem_close(seg);
 }
+
+/* The slot's stock and sock are whatever another member wrote (issue 7,
+ * hostile input): the slow paths saturate instead of overflowing (the
+ * Sanitize build aborts on signed overflow). */
+Test(cache, slow_paths_on_extreme_slot_values)
+{
+	sockmem_seg_t *seg = t_open("k-extreme");
+	uint32_t g = t_group(seg, "a"), p = reg(seg, g);
+	struct sockmem_cache c;
+
+	cr_assert_eq(sockmem_cache_attach(seg, p, 0, &c), 0);
+	atomic_store(&c.slot->stock, INT64_MIN);
+	atomic_store(&c.slot->sock, INT64_MAX);
+	cr_expect(sockmem_cache_charge(&c, 1000, false, NULL));
+	cr_expect_eq(atomic_load(&c.slot->sock), INT64_MAX, "saturated");
+	cr_expect_eq(atomic_load(&c.slot->stock), BATCH, "the negative stock counted as none");
+	cr_expect_eq(t_usage(seg, g), 1000 + BATCH);
+	atomic_store(&c.slot->stock, 2 * BATCH);
+	atomic_store(&c.slot->sock, INT64_MIN);
+	sockmem_cache_uncharge(&c, 1000);
+	cr_expect_eq(atomic_load(&c.slot->sock), INT64_MIN, "saturated");
+	cr_expect_eq(atomic_load(&c.slot->stock), BATCH);
+	atomic_store(&c.slot->sock, 0);
+	sockmem_cache_detach(&c);
+	sockmem_proc_unregister(seg, p);
+	sockmem_close(seg);
+}
