@@ -14,8 +14,8 @@
 
 #define RLX(p) atomic_load_explicit((p), memory_order_relaxed)
 
-#define DELAY_PRECISION_SHIFT 20 /* MEMCG_DELAY_PRECISION_SHIFT */
-#define DELAY_SCALING_SHIFT   14 /* MEMCG_DELAY_SCALING_SHIFT */
+#define DELAY_PRECISION_SHIFT 20	  /* MEMCG_DELAY_PRECISION_SHIFT */
+#define DELAY_SCALING_SHIFT   14	  /* MEMCG_DELAY_SCALING_SHIFT */
 #define CHARGE_BATCH_BYTES    (64 * 4096) /* MEMCG_CHARGE_BATCH pages */
 
 uint64_t sm_throttle_delay_ns(int64_t usage, int64_t high, int64_t nr)
@@ -32,8 +32,8 @@ uint64_t sm_throttle_delay_ns(int64_t usage, int64_t high, int64_t nr)
 		overage = 4ull << DELAY_PRECISION_SHIFT;
 	else
 		overage = ((uint64_t)(usage - high) << DELAY_PRECISION_SHIFT) / (uint64_t)high;
-	d = (overage * overage) >> DELAY_PRECISION_SHIFT;  /* <= 2^24 */
-	ns = (d * 1000000000ull) >> DELAY_SCALING_SHIFT;   /* <= 2^40 */
+	d = (overage * overage) >> DELAY_PRECISION_SHIFT; /* <= 2^24 */
+	ns = (d * 1000000000ull) >> DELAY_SCALING_SHIFT;  /* <= 2^40 */
 	if (nr > 16 * CHARGE_BATCH_BYTES)
 		nr = 16 * CHARGE_BATCH_BYTES;
 	ns = ns * (uint64_t)nr / CHARGE_BATCH_BYTES; /* own share of the overage */

@@ -40,8 +40,8 @@
 #ifndef SO_BUF_LOCK
 #define SO_BUF_LOCK 72
 #endif
-#define LOCK_SND 1 /* SOCK_SNDBUF_LOCK */
-#define LOCK_RCV 2 /* SOCK_RCVBUF_LOCK */
+#define LOCK_SND  1 /* SOCK_SNDBUF_LOCK */
+#define LOCK_RCV  2 /* SOCK_RCVBUF_LOCK */
 #define FORCE_SND 1u
 #define FORCE_RCV 2u
 
@@ -282,7 +282,8 @@ void sm_buf_new_socket(int fd, struct sm_sock *st)
 		return;
 	/* Counting the new socket in the share right away (it is already in
 	 * group->sockets when this runs). */
-	atomic_store_explicit(&sm_buf_share, sm_budget_share(sm_seg, sm_group, SM_SHARE_MIN_SOCKETS),
+	atomic_store_explicit(&sm_buf_share,
+			      sm_budget_share(sm_seg, sm_group, SM_SHARE_MIN_SOCKETS),
 			      memory_order_relaxed);
 	if (bl_take(st, 100)) {
 		apply_locked(fd, st);

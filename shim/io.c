@@ -340,8 +340,8 @@ static inline ssize_t io_splice(int fi, off64_t *oi, int fo, off64_t *oo, size_t
 
 	if (sm_unlikely(!sm_active))
 		return libc_splice(fi, oi, fo, oo, n, fl);
-	if (adm_on(fo) && sm_admit(fo, (int64_t)n, (fl & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0,
-				   &ad) < 0)
+	if (adm_on(fo) &&
+	    sm_admit(fo, (int64_t)n, (fl & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0, &ad) < 0)
 		return -1;
 	rc = libc_splice(fi, oi, fo, oo, adm_len(&ad, n), fl);
 	rx(fi, rc, 0);

@@ -41,7 +41,7 @@
 #include "state.h"
 #include "trace.h"
 
-#define SLICE_MS 20	   /* longest wait before re-trying admission */
+#define SLICE_MS 20	    /* longest wait before re-trying admission */
 #define MIN_PART (4 * 1024) /* smallest partial admission */
 
 bool sm_limit_on;
@@ -104,8 +104,7 @@ static uint64_t send_deadline(int fd)
 	if (libc_getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &l) != 0 ||
 	    (tv.tv_sec == 0 && tv.tv_usec == 0))
 		return 0;
-	return sockmem_now_ns() + (uint64_t)tv.tv_sec * 1000000000u +
-	       (uint64_t)tv.tv_usec * 1000u;
+	return sockmem_now_ns() + (uint64_t)tv.tv_sec * 1000000000u + (uint64_t)tv.tv_usec * 1000u;
 }
 
 static int sleep_ns(uint64_t ns)

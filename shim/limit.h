@@ -46,10 +46,10 @@ extern _Atomic bool sm_buf_pressure;
 /* One send's admission: bytes charged before the call (held as a
  * reservation in the thread's cache until the call returns). */
 struct sm_adm {
-	bool on;	 /* admission charged `got` bytes: the call moves at most that */
+	bool on; /* admission charged `got` bytes: the call moves at most that */
 	int64_t got;
-	uint64_t ino;	 /* the socket's identity, to settle on the same state */
-	const void *st;	 /* compared only, never dereferenced outside RCU */
+	uint64_t ino;	/* the socket's identity, to settle on the same state */
+	const void *st; /* compared only, never dereferenced outside RCU */
 };
 
 /*

@@ -61,7 +61,8 @@ bool sm_reconcile(int fd, struct sm_sock *st)
 	 * socket (wmem_alloc, no write queue). */
 	tx = st->type == SOCK_STREAM ? mi[SK_MEMINFO_WMEM_QUEUED] : mi[SK_MEMINFO_WMEM_ALLOC];
 	atomic_store_explicit(&st->k_wmem, (int32_t)tx, memory_order_relaxed);
-	atomic_store_explicit(&st->k_rmem, (int32_t)mi[SK_MEMINFO_RMEM_ALLOC], memory_order_relaxed);
+	atomic_store_explicit(&st->k_rmem, (int32_t)mi[SK_MEMINFO_RMEM_ALLOC],
+			      memory_order_relaxed);
 	sm_sock_set(st, (int64_t)tx + (int64_t)mi[SK_MEMINFO_RMEM_ALLOC]);
 	return true;
 }
@@ -92,10 +93,10 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static bool stop;    /* W/R: under lock */
 static bool running; /* W: start/stop (slow paths, serialised by callers) */
 static pthread_t thread;
-static uint32_t tick_no; /* W/R: helper only */
+static uint32_t tick_no;		 /* W/R: helper only */
 static uint32_t wait_lvl = SOCKMEM_NONE; /* W: helper under lock. R: stop */
-static _Atomic uint32_t local_seq;	   /* futex word when no level has high */
-static bool backoff;			   /* W/R: helper: idle backoff this tick */
+static _Atomic uint32_t local_seq;	 /* futex word when no level has high */
+static bool backoff;			 /* W/R: helper: idle backoff this tick */
 
 /* Remove a stale entry: its fd was closed (and maybe reused) unseen. */
 static void drop_stale(int fd, struct sm_sock *st)
@@ -285,4 +286,5 @@ void sm_helper_fork_child(void)
 	pthread_mutex_unlock(&lock);
 	running = false;
 	tick_no = 0;
+	wait_lvl = SOCKMEM_NONE;
 }

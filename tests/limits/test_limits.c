@@ -8,12 +8,12 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -50,8 +50,8 @@ static const char *lim_helper(void)
 static void spawn(struct h_proc *p, bool preload, const char *group, const char *const *env,
 		  const char *const *args)
 {
-	struct h_spawn_opts o = {.preload = preload, .ns = ns, .group = group, .pipe_in = true,
-				 .pipe_out = true};
+	struct h_spawn_opts o = {
+		.preload = preload, .ns = ns, .group = group, .pipe_in = true, .pipe_out = true};
 	const char *argv[12] = {lim_helper()};
 	int rc;
 
@@ -100,7 +100,8 @@ static void run_streams(bool preload, const char *max, int slow_ms, struct strea
 	snprintf(port, sizeof(port), "%d", h_free_port(AF_INET, SOCK_STREAM));
 	snprintf(maxenv, sizeof(maxenv), "SOCKMEM_MAX=%s", max);
 	snprintf(slow, sizeof(slow), "%d", slow_ms);
-	spawn(&rcv, preload, "slow", env, (const char *[]){"recv", port, "8", "262144", slow, NULL});
+	spawn(&rcv, preload, "slow", env,
+	      (const char *[]){"recv", port, "8", "262144", slow, NULL});
 	expect_line(&rcv, "ready", line, sizeof(line), 10000);
 	spawn(&snd, preload, "slow", env, (const char *[]){"send", port, "8", "6291456", NULL});
 	pids[0] = rcv.pid;
@@ -143,7 +144,8 @@ Test(limits, slow_reader, .init = setup, .fini = teardown, .timeout = 90)
 	cr_expect_eq(lim.tx, 8ll * 6291456, "sent %lld", (long long)lim.tx);
 	cr_expect_eq(lim.rx, lim.tx, "every byte arrives: rx %lld tx %lld", (long long)lim.rx,
 		     (long long)lim.tx);
-	cr_expect_leq(lim.peak, max + max / 10, "kernel peak %lld over max+10%%", (long long)lim.peak);
+	cr_expect_leq(lim.peak, max + max / 10, "kernel peak %lld over max+10%%",
+		      (long long)lim.peak);
 	cr_expect_geq(free_.peak, 3 * max, "without the shim the peak is only %lld",
 		      (long long)free_.peak);
 }
@@ -197,8 +199,8 @@ static int64_t thread_cpu_ms(pid_t pid, pid_t tid)
 	fclose(f);
 	buf[n] = '\0';
 	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-			 &st) != 2)
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (int64_t)((ut + st) * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK));
 }
@@ -252,8 +254,9 @@ Test(limits, blocking_send_sndtimeo, .init = setup, .fini = teardown, .timeout =
 	expect_line(&snd, "fail ", line, sizeof(line), 20000);
 	cr_assert_eq(sscanf(line, "fail %d %lld %lld", &err, &ms, &sent), 3);
 	cr_assert_eq(h_group_stat(ns, "blk", &st), 0);
-	fprintf(stderr, "[limits] blocking send at max: errno %d after %lld ms, sent %lld, "
-			"failcnt %llu ev_max %llu\n",
+	fprintf(stderr,
+		"[limits] blocking send at max: errno %d after %lld ms, sent %lld, "
+		"failcnt %llu ev_max %llu\n",
 		err, ms, sent, (unsigned long long)st.failcnt, (unsigned long long)st.ev_max);
 	cr_expect_eq(err, EAGAIN, "errno %d", err);
 	cr_expect(ms >= 450 && ms <= 2000, "the failing send took %lld ms (SO_SNDTIMEO 500)", ms);
@@ -281,8 +284,9 @@ Test(limits, epoll_writer_at_max_sleeps, .init = setup, .fini = teardown, .timeo
 	expect_line(&snd, "epoll ", line, sizeof(line), 10000);
 	cr_assert_eq(sscanf(line, "epoll %lld %lld %lld", &wake, &eagain, &sent), 3);
 	cr_assert_eq(h_group_stat(ns, "ep", &st), 0);
-	fprintf(stderr, "[limits] epoll writer at max: %.2f%% of a core while waiting; wakeups %lld "
-			"EAGAIN %lld sent %lld failcnt %llu\n",
+	fprintf(stderr,
+		"[limits] epoll writer at max: %.2f%% of a core while waiting; wakeups %lld "
+		"EAGAIN %lld sent %lld failcnt %llu\n",
 		100.0 * (double)(cpu1 - cpu0) / (double)(t1 - t0), wake, eagain, sent,
 		(unsigned long long)st.failcnt);
 	cr_assert(cpu0 >= 0 && cpu1 >= 0);
@@ -335,14 +339,16 @@ Test(limits, fast_reader_clamped_under_pressure, .init = setup, .fini = teardown
 	during = rcvbuf_over(rcv.pid, 1200);
 	h_sleep_ms(1000); /* pressure ends; the next tick gives autotuning back */
 	after = rcvbuf_over(rcv.pid, 2000);
-	fprintf(stderr, "[limits] fast reader rcvbuf: before %lld, under pressure %lld, after %lld\n",
+	fprintf(stderr,
+		"[limits] fast reader rcvbuf: before %lld, under pressure %lld, after %lld\n",
 		(long long)before, (long long)during, (long long)after);
 	/* Clamped: closed to the floor (256 KiB) while pressure lasts;
 	 * given back: autotuning grows it well past that. */
 	cr_expect_gt(before, 256 * 1024, "autotuning did not grow the buffer (%lld)",
 		     (long long)before);
 	cr_expect_leq(during, 256 * 1024, "not clamped under pressure (%lld)", (long long)during);
-	cr_expect_gt(after, 2 * during, "did not grow again after pressure (%lld)", (long long)after);
+	cr_expect_gt(after, 2 * during, "did not grow again after pressure (%lld)",
+		     (long long)after);
 	sockmem_close(seg);
 }
 
@@ -384,7 +390,8 @@ Test(limits, hierarchy_parent_max_and_pressure, .init = setup, .fini = teardown,
 	cr_expect_eq(atoll(line + 3), 4ll * 8388608, "child a: %s", line);
 	expect_line(&rb, "rx ", line, sizeof(line), 5000);
 	cr_expect_eq(atoll(line + 3), 4ll * 8388608, "child b: %s", line);
-	fprintf(stderr, "[limits] hierarchy: kernel peak of both children %lld (%.2f x parent max)\n",
+	fprintf(stderr,
+		"[limits] hierarchy: kernel peak of both children %lld (%.2f x parent max)\n",
 		(long long)peak, (double)peak / (double)max);
 	cr_expect_leq(peak, max + max / 10);
 
@@ -460,7 +467,8 @@ Test(limits, watermarks_saw_and_idle_cost, .init = setup, .fini = teardown, .tim
 	}
 	h_group_stat(ns, "wm", &st);
 	fprintf(stderr,
-		"[limits] watermarks high=4M low=2M: crossed high %d times, fell below low %d times; "
+		"[limits] watermarks high=4M low=2M: crossed high %d times, fell below low %d "
+		"times; "
 		"max usage %lld; passes %llu drained %llu reconciled %llu clamped %llu ev_low %llu "
 		"ev_high %llu pressure %llu\n",
 		above, below_after, (long long)maxu, (unsigned long long)st.reclaim_passes,
@@ -534,7 +542,8 @@ Test(limits, throttle_over_high, .init = setup, .fini = teardown, .timeout = 40)
 	expect_line(&rcv, "rx ", line, sizeof(line), 30000);
 	cr_expect_eq(atoll(line + 3), 2ll * 8388608);
 	cr_assert_eq(h_group_stat(ns, "thr", &st), 0);
-	fprintf(stderr, "[limits] throttle over high=1M: %llu throttled, %.1f ms slept, ev_high %llu\n",
+	fprintf(stderr,
+		"[limits] throttle over high=1M: %llu throttled, %.1f ms slept, ev_high %llu\n",
 		(unsigned long long)st.ev_throttled, (double)st.throttle_ns / 1e6,
 		(unsigned long long)st.ev_high);
 	cr_expect_gt(st.ev_throttled, 0);

@@ -25,7 +25,8 @@ Test(limits_core, throttle_curve)
 	cr_expect_gt(sm_throttle_delay_ns(h + h / 100, h, b), 1000000ull);
 	cr_expect_lt(sm_throttle_delay_ns(h + h / 100, h, b), 20000000ull);
 	/* Quadratic: 4x the overage, ~16x the delay. */
-	uint64_t d1 = sm_throttle_delay_ns(h + h / 50, h, b), d4 = sm_throttle_delay_ns(h + h / 50 * 4, h, b);
+	uint64_t d1 = sm_throttle_delay_ns(h + h / 50, h, b),
+		 d4 = sm_throttle_delay_ns(h + h / 50 * 4, h, b);
 	cr_expect(d4 > 14 * d1 && d4 < 18 * d1, "d1 %llu d4 %llu", (unsigned long long)d1,
 		  (unsigned long long)d4);
 	/* Far over: capped at 2 s; proportional to the caller's share. */
@@ -74,8 +75,9 @@ Test(limits_core, shares_headroom_wakeups, .init = setup, .fini = teardown)
 	cr_assert_eq(sockmem_group_lookup(seg, "p", &p), 0);
 	cr_expect_eq(sm_budget_share(seg, a, 16), INT64_MAX, "no max anywhere");
 	cr_expect_not(sm_limited(seg, a));
-	cr_assert_eq(sockmem_group_set_limits(seg, p, 32 * MiB, 16 * MiB, 8 * MiB, why,
-					      sizeof(why)), 0, "%s", why);
+	cr_assert_eq(
+		sockmem_group_set_limits(seg, p, 32 * MiB, 16 * MiB, 8 * MiB, why, sizeof(why)), 0,
+		"%s", why);
 	cr_expect(sm_limited(seg, a), "an ancestor's max limits the child");
 	cr_expect_eq(sm_high_level(seg, a), p);
 	/* 40 sockets under p (both children count): 32M / 40. */
