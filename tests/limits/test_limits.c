@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -550,4 +551,39 @@ Test(limits, throttle_over_high, .init = setup, .fini = teardown, .timeout = 40)
 	cr_expect_gt(st.throttle_ns, 0);
 	cr_expect_leq(st.throttle_ns / st.ev_throttled, 2000000000ull + 50000000ull,
 		      "a single throttle over the 2 s cap");
+}
+
+/* ---- exit reaps --------------------------------------------------------- */
+
+/* A member SIGKILLed while holding charges; a survivor that exits before
+ * its helper's first periodic reap (10 ticks) returns them on its way out. */
+Test(limits, exit_reaps_a_killed_member, .init = setup, .fini = teardown, .timeout = 30)
+{
+	struct sockmem_group_stat st = {0};
+	struct h_proc peer, snd, peer2, surv;
+	char port[16], port2[16], line[64];
+
+	snprintf(port, sizeof(port), "%d", h_free_port(AF_INET, SOCK_STREAM));
+	spawn(&peer, false, "rp", NULL, (const char *[]){"accept", port, "1", NULL});
+	expect_line(&peer, "ready", line, sizeof(line), 10000);
+	spawn(&snd, true, "rp", NULL, (const char *[]){"send", port, "1", "1000000000", NULL});
+	for (int i = 0; i < 200 && !(h_group_stat(ns, "rp", &st) == 0 && st.current > 0); i++)
+		h_sleep_ms(20);
+	cr_assert_gt(st.current, 0, "the sender never charged");
+	/* The survivor attaches first (attaching reaps too), then the
+	 * sender dies, then the survivor exits within its first 10 ticks. */
+	snprintf(port2, sizeof(port2), "%d", h_free_port(AF_INET, SOCK_STREAM));
+	spawn(&peer2, false, "rp", NULL, (const char *[]){"accept", port2, "1", NULL});
+	expect_line(&peer2, "ready", line, sizeof(line), 10000);
+	spawn(&surv, true, "rp", NULL, (const char *[]){"idle", port2, "1", NULL});
+	expect_line(&surv, "ready", line, sizeof(line), 10000);
+	h_signal(&snd, SIGKILL);
+	cr_assert_eq(h_wait(&snd, 5000), 0);
+	h_close_stdin(&surv);
+	cr_assert_eq(h_wait(&surv, 5000), 0);
+	cr_assert_eq(h_group_stat(ns, "rp", &st), 0);
+	fprintf(stderr, "[limits] after the survivor's exit: current %lld, processes %lld\n",
+		(long long)st.current, (long long)st.processes);
+	cr_expect_eq(st.current, 0, "the killed member's charges outlived every member");
+	cr_expect_eq(st.processes, 0);
 }
