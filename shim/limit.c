@@ -274,7 +274,8 @@ void sm_admit_done(int fd, struct sm_adm *a, ssize_t rc)
 		}
 		if ((const void *)st == a->st && st->ino == a->ino && sm_sock_owned(st) &&
 		    sm_sock_publish(st, sent)) {
-			sm_cache_uncharge(c, a->got - sent);
+			if (a->got > sent)
+				sm_cache_uncharge(c, a->got - sent);
 			sm_reconcile_traffic(fd, st, sent);
 		} else {
 			sm_cache_uncharge(c, a->got); /* closed meanwhile */
