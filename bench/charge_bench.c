@@ -225,11 +225,13 @@ static void *thread_main(void *arg)
 			_exit(1); /* the coordinator is gone */
 	t0 = sockmem_now_ns();
 	c0 = thread_cpu_ns();
-	while (!atomic_load_explicit(&sh->stop, memory_order_relaxed) &&
-	       (w->o->iterations == 0 || n < w->o->iterations)) {
+	/* At least one chunk: on a loaded machine a thread can first run after
+	 * the coordinator already set stop, and 0 pairs would divide by zero. */
+	do {
 		fails += chunk_fn[w->v](w);
 		n += CHUNK;
-	}
+	} while (!atomic_load_explicit(&sh->stop, memory_order_relaxed) &&
+		 (w->o->iterations == 0 || n < w->o->iterations));
 	t1 = sockmem_now_ns();
 	c1 = thread_cpu_ns();
 	if (w->v == V_CACHE)

@@ -15,11 +15,25 @@
 
 #include "loadgen.h"
 
+/*
+ * Sockets are made with a plain SOCK_STREAM and accept(), and marked
+ * close-on-exec afterwards: trickle 1.07, the interposer bench/compare runs
+ * as a peer, only shapes sockets whose type is exactly SOCK_STREAM and does
+ * not wrap accept4(), so with SOCK_CLOEXEC it would silently pass every call
+ * through. The sockets are the same either way.
+ */
+static int set_cloexec(int fd)
+{
+	if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		sm_lg_die("fcntl FD_CLOEXEC: %s", strerror(errno));
+	return fd;
+}
+
 int sm_lg_listen(bool ipv6, int backlog)
 {
 	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
 	struct sockaddr_in a4 = {.sin_family = AF_INET};
-	int fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = set_cloexec(socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0));
 	int rc;
 
 	if (fd < 0)
@@ -54,12 +68,12 @@ void sm_lg_tcp_pair(int lfd, int *tx, int *rx)
 
 	if (getsockname(lfd, (struct sockaddr *)&ss, &len) < 0)
 		sm_lg_die("getsockname: %s", strerror(errno));
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = set_cloexec(socket(ss.ss_family, SOCK_STREAM, 0));
 	if (fd < 0)
 		sm_lg_die("socket: %s", strerror(errno));
 	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
 		sm_lg_die("connect to loopback: %s", strerror(errno));
-	*rx = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	*rx = set_cloexec(accept(lfd, NULL, NULL));
 	if (*rx < 0)
 		sm_lg_die("accept: %s", strerror(errno));
 	*tx = fd;

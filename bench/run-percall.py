@@ -31,6 +31,11 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import benchlib
+from benchlib import (clean_env, fmt, load_csv, log, machine, med_cell, preload_env,
+                      ratio_cell, run_json, values)
+
 CONFIGS = ("none", "nogroup", "group")
 CONFIG_LABEL = {"none": "no preload", "nogroup": "preload, no group",
                 "group": "preload, group active"}
@@ -68,38 +73,10 @@ def workloads(a):
                              "gbit_per_cpu_s", "Gbit per CPU-s", True)}
 
 
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def clean_env():
-    env = {k: v for k, v in os.environ.items()
-           if k != "LD_PRELOAD" and not k.startswith("SOCKMEM_")}
-    return env
-
-
-# Under the Sanitize build the ASan runtime must be preloaded ahead of the
-# sanitized libsockmem.so (CTest passes it in SOCKMEM_ASAN_LIB).
-ASAN_LIB = os.environ.get("SOCKMEM_ASAN_LIB", "")
-
-
 def config_env(cfg, lib, ns):
-    env = clean_env()
-    if cfg in ("nogroup", "group"):
-        env["LD_PRELOAD"] = (ASAN_LIB + ":" + lib) if ASAN_LIB else lib
-    if cfg == "group":
-        env["SOCKMEM_GROUP"] = GROUP
-        env["SOCKMEM_NAMESPACE"] = ns
-    return env
-
-
-def run_json(cmd, env, timeout=180):
-    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=timeout)
-    if p.returncode != 0:
-        raise SystemExit("run-percall: %s failed (exit %d): %s"
-                         % (" ".join(cmd), p.returncode, p.stderr.strip()))
-    return [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    if cfg == "none":
+        return clean_env()
+    return preload_env(lib, GROUP if cfg == "group" else None, ns)
 
 
 def run_charge(a, rows, run):
@@ -107,7 +84,7 @@ def run_charge(a, rows, run):
     cb = os.path.join(a.build_dir, "sockmem-charge-bench")
     common = ["--repeat", "1", "--duration-ms", str(a.charge_ms)]
     for extra in ([], ["--procs", "2"]):
-        for o in run_json([cb] + common + extra, env):
+        for o in run_json([cb] + common + extra, env, who="run-percall"):
             name = "charge_%s_t%d_p%d" % (o["variant"], o["threads"], o["procs"])
             for metric in ("ns_per_op", "cpu_ns_per_op"):
                 rows.append({"run": run, "workload": name, "config": "core",
@@ -116,32 +93,13 @@ def run_charge(a, rows, run):
 
 
 def lockstep(a, args, order, lib, ns):
-    """Run one sockmem-bench per configuration, in a ring of pipes; return
-    {config: JSON object}. order[0] measures first."""
-    n = len(order)
-    pipes = [os.pipe() for _ in order]
-    procs = []
+    """{config: JSON object} of one lockstep run; order[0] measures first."""
     try:
-        for i, cfg in enumerate(order):
-            rin, wout = pipes[i][0], pipes[(i + 1) % n][1]
-            cmd = [os.path.join(a.build_dir, "sockmem-bench")] + args + [
-                "--json", "--samples", "--turns", "%d:%d" % (rin, wout)]
-            procs.append((cfg, cmd, subprocess.Popen(
-                cmd, env=config_env(cfg, lib, ns), pass_fds=(rin, wout),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
-        os.write(pipes[0][1], b"t")
-    finally:
-        for r, w in pipes:
-            os.close(r)
-            os.close(w)
-    out = {}
-    for cfg, cmd, p in procs:
-        stdout, stderr = p.communicate(timeout=600)
-        if p.returncode != 0:
-            raise SystemExit("run-percall: %s (%s) failed (exit %d): %s"
-                             % (" ".join(cmd), cfg, p.returncode, stderr.strip()))
-        out[cfg] = json.loads(stdout)
-    return out
+        return benchlib.lockstep(os.path.join(a.build_dir, "sockmem-bench"), args, order,
+                                 {c: (config_env(c, lib, ns), []) for c in order},
+                                 who="run-percall")
+    except benchlib.LockstepError as e:
+        raise SystemExit(str(e))
 
 
 def one_run(a, wl, run, lib, ns, rows):
@@ -172,67 +130,6 @@ def group_stat(a, ns):
         return json.loads(p.stdout) if p.returncode == 0 else None
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return None
-
-
-def values(rows, wl, cfg, metric=None):
-    """Per-run values (metric None: the summary rows, not the samples)."""
-    return [r["value"] for r in rows if r["workload"] == wl and r["config"] == cfg
-            and (r["metric"] == metric if metric else r["metric"] != "sample")]
-
-
-def fmt(v):
-    return "%.0f" % v if abs(v) >= 1000 else "%.4g" % v
-
-
-def med_cell(v):
-    return "%s (%s–%s)" % (fmt(statistics.median(v)), fmt(min(v)), fmt(max(v)))
-
-
-def paired_ratios(rows, wl, cfg):
-    """cfg / none for every batch k of every run: batch k of each
-    configuration was measured back to back with the others."""
-    idx = {}
-    for r in rows:
-        if r["workload"] == wl and r["metric"] == "sample":
-            idx[(r["run"], int(r["batch"]), r["config"])] = r["value"]
-    out = []
-    for (run, b, c), v in idx.items():
-        base = idx.get((run, b, "none"))
-        if c == cfg and base:
-            out.append(v / base)
-    return out
-
-
-def ratio_cell(rows, wl, cfg):
-    """Median of the paired per-batch ratios with their interquartile range,
-    and the ratio of the per-run medians."""
-    of_medians = statistics.median(values(rows, wl, cfg)) / \
-        statistics.median(values(rows, wl, "none"))
-    pr = paired_ratios(rows, wl, cfg)
-    if len(pr) < 4:
-        return "%.3f" % of_medians
-    q = statistics.quantiles(pr, n=4)
-    return "**%.3f** (IQR %.3f–%.3f; medians %.3f)" % (
-        statistics.median(pr), q[0], q[2], of_medians)
-
-
-def machine():
-    def sh(cmd):
-        try:
-            return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  text=True, timeout=10).stdout.strip()
-        except OSError:
-            return "?"
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    src = os.path.dirname(os.path.abspath(__file__))
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "commit": sh(["git", "-C", src, "rev-parse", "--short", "HEAD"]) or "?",
-            "cpus": str(os.cpu_count()), "cpu": model, "kernel": os.uname().release}
 
 
 def print_header(m):
@@ -350,16 +247,6 @@ def parse_args():
         if not os.path.exists(os.path.join(a.build_dir, f)):
             ap.error("%s not found in %s (use --build-dir)" % (f, a.build_dir))
     return a
-
-
-def load_csv(path):
-    rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            r["run"] = int(r["run"])
-            r["value"] = float(r["value"])
-            rows.append(r)
-    return rows
 
 
 def main():
