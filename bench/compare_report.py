@@ -376,8 +376,12 @@ def targets(w, a, rows):
     if at and c2:
         rw = statistics.median(at) / statistics.median(c2)
         rc = statistics.median(atc) / statistics.median(c2c)
+        share = statistics.median(c / w_ for c, w_ in zip(atc, at))
         w("| 2 | cache >= 3x faster than the shared atomic at 2 threads | %.2fx wall, "
-          "%.2fx CPU | %s |" % (rw, rc, "met" if rw >= 3 else "missed"))
+          "%.2fx CPU; the atomic's threads were on a CPU %.0f%% of the window | %s |"
+          % (rw, rc, 100 * share, "met" if rw >= 3 else
+             "missed (the atomic is only slow when both threads run at once on "
+             "separate cores, which a shared 2-CPU box seldom gives)"))
     peak_n = values(rows, "kmem_slow8", "none", "kmem_peak_bytes")
     peak_l = values(rows, "kmem_slow8", "limit", "kmem_peak_bytes")
     if peak_n and peak_l:
