@@ -69,6 +69,23 @@ void sm_cache_register_process(void)
 	atomic_store(&registered_pid, me);
 }
 
+/* Concurrency: any thread. See core.h. */
+bool sm_slot_unsteal(struct sockmem_slot *s)
+{
+	uint32_t holder = ACQ(&s->steal);
+
+	if (holder == 0)
+		return true;
+	if (holder == (uint32_t)getpid() || !sm_pid_gone(holder))
+		return false; /* a drain in progress here or elsewhere */
+	if (atomic_compare_exchange_strong(&s->steal, &holder, 0))
+		sm_log(SM_LOG_WARN,
+		       "cache slot released: its drainer (pid %u) died in the middle of a "
+		       "drain",
+		       holder);
+	return ACQ(&s->steal) == 0;
+}
+
 static bool waited_too_long(uint64_t start, uint64_t limit)
 {
 	sched_yield();
@@ -94,8 +111,13 @@ static enum enter owner_enter(struct sockmem_slot *s, uint64_t limit)
 		if (!start)
 			start = sockmem_now_ns();
 		while (ACQ(&s->steal))
-			if (waited_too_long(start, limit))
-				return ENTER_TIMEOUT;
+			if (waited_too_long(start, limit)) {
+				/* Longer than any drain takes: was its drainer
+				 * killed? If so, take the slot back and retry. */
+				if (!sm_slot_unsteal(s))
+					return ENTER_TIMEOUT;
+				start = sockmem_now_ns();
+			}
 	}
 }
 
@@ -103,13 +125,15 @@ static enum enter owner_enter(struct sockmem_slot *s, uint64_t limit)
 
 static void init_slot(struct sockmem_slot *s, uint32_t proc, uint32_t group)
 {
-	/* `steal` is left alone: a drainer that raced with the previous owner's
-	 * detach still owns it and will release it. */
+	/* `steal` is left alone unless its holder died: a live drainer that
+	 * raced with the previous owner's detach still owns it and releases it
+	 * (the fast path backs off until then). */
+	sm_slot_unsteal(s);
 	SET(&s->busy, 0);
 	SET(&s->stock, 0);
 	SET(&s->sock, 0);
-	s->proc = proc;
-	s->group = group;
+	SET(&s->proc, proc);
+	SET(&s->group, group);
 	s->tid = (int32_t)gettid();
 	atomic_store_explicit(&s->state, SOCKMEM_LIVE, memory_order_release);
 }
@@ -161,7 +185,7 @@ void sockmem_cache_detach(struct sockmem_cache *c)
 	p = sockmem_proc_at(c->seg, c->proc);
 	if (p)
 		ADD(&p->sock, sock);
-	s->proc = SOCKMEM_NONE;
+	SET(&s->proc, SOCKMEM_NONE);
 	/* busy before state: once FREE, a new owner may raise busy itself. */
 	atomic_store_explicit(&s->busy, 0, memory_order_release);
 	atomic_store_explicit(&s->state, SOCKMEM_FREE, memory_order_release);
@@ -316,7 +340,7 @@ static int64_t take_stock(sockmem_seg_t *seg, struct sockmem_slot *s)
 			goto out; /* owner preempted inside an update, or dead */
 	if (ACQ(&s->state) == SOCKMEM_LIVE) {
 		stock = atomic_exchange(&s->stock, 0);
-		sockmem_uncharge(seg, s->group, stock);
+		sockmem_uncharge(seg, RLX(&s->group), stock);
 	}
 out:
 	atomic_store_explicit(&s->steal, 0, memory_order_release);
@@ -324,7 +348,8 @@ out:
 }
 
 /* Drain slots [from, to) charging `group` or below. */
-static int64_t drain_chunk(sockmem_seg_t *seg, uint32_t group, uint32_t from, uint32_t to)
+static int64_t drain_chunk(sockmem_seg_t *seg, uint32_t group, uint32_t me, uint32_t from,
+			   uint32_t to)
 {
 	uint64_t mine[CHUNK / 64] = {0};
 	int64_t taken = 0;
@@ -335,9 +360,11 @@ static int64_t drain_chunk(sockmem_seg_t *seg, uint32_t group, uint32_t from, ui
 		uint32_t zero = 0;
 
 		if (ACQ(&s->state) != SOCKMEM_LIVE || RLX(&s->stock) == 0 ||
-		    !sm_group_within(seg, s->group, group))
+		    !sm_group_within(seg, RLX(&s->group), group))
 			continue;
-		if (!atomic_compare_exchange_strong(&s->steal, &zero, 1))
+		/* steal names us: if we are killed before lowering it, the
+		 * owner, a reaper or the next claimer can tell and lower it. */
+		if (!atomic_compare_exchange_strong(&s->steal, &zero, me))
 			continue; /* another drainer (or a reaper) has it */
 		mine[(i - from) / 64] |= UINT64_C(1) << ((i - from) % 64);
 		any = true;
@@ -358,6 +385,7 @@ static int64_t drain_chunk(sockmem_seg_t *seg, uint32_t group, uint32_t from, ui
  * One membarrier per chunk of slots that had something to take. */
 int64_t sockmem_drain_caches(sockmem_seg_t *seg, uint32_t group)
 {
+	uint32_t me = (uint32_t)getpid();
 	int64_t taken = 0;
 
 	if (seg->readonly || group >= seg->ngroups)
@@ -365,7 +393,7 @@ int64_t sockmem_drain_caches(sockmem_seg_t *seg, uint32_t group)
 	for (uint32_t i = 0; i < seg->nslots; i += CHUNK) {
 		uint32_t end = seg->nslots - i < CHUNK ? seg->nslots : i + CHUNK;
 
-		taken = sm_add_sat(taken, drain_chunk(seg, group, i, end));
+		taken = sm_add_sat(taken, drain_chunk(seg, group, me, i, end));
 	}
 	return taken;
 }

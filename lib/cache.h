@@ -31,7 +31,7 @@
 
 #include "sockmem/sockmem.h"
 
-#define sm_likely(x) __builtin_expect(!!(x), 1)
+#define sm_likely(x)   __builtin_expect(!!(x), 1)
 #define sm_unlikely(x) __builtin_expect(!!(x), 0)
 
 /* True when membarrier(GLOBAL_EXPEDITED) is unavailable (set once, early). */
@@ -68,19 +68,19 @@ static inline void sm_slot_exit(struct sockmem_slot *s)
  * already holds; never fails. Otherwise false means some level would exceed
  * its max even after draining every cache of the group once; `*fail` names it.
  */
-static inline bool sm_cache_charge(struct sockmem_cache *c, int64_t nr, bool force,
-				   uint32_t *fail)
+static inline bool sm_cache_charge(struct sockmem_cache *c, int64_t nr, bool force, uint32_t *fail)
 {
 	struct sockmem_slot *s = c->slot;
 
 	if (sm_likely(s != NULL) && sm_likely(sm_slot_enter(s))) {
 		int64_t stock = atomic_load_explicit(&s->stock, memory_order_relaxed);
+		int64_t sock = atomic_load_explicit(&s->sock, memory_order_relaxed);
 
-		if (sm_likely(stock >= nr)) {
-			int64_t sock = atomic_load_explicit(&s->sock, memory_order_relaxed);
-
+		/* A slot value near the int64 edge (only another member can put
+		 * one there) takes the slow path, which saturates. */
+		if (sm_likely(stock >= nr) && sm_likely(!__builtin_add_overflow(sock, nr, &sock))) {
 			atomic_store_explicit(&s->stock, stock - nr, memory_order_relaxed);
-			atomic_store_explicit(&s->sock, sock + nr, memory_order_relaxed);
+			atomic_store_explicit(&s->sock, sock, memory_order_relaxed);
 			sm_slot_exit(s);
 			return true;
 		}
@@ -95,13 +95,14 @@ static inline void sm_cache_uncharge(struct sockmem_cache *c, int64_t nr)
 	struct sockmem_slot *s = c->slot;
 
 	if (sm_likely(s != NULL) && sm_likely(sm_slot_enter(s))) {
-		int64_t stock = atomic_load_explicit(&s->stock, memory_order_relaxed) + nr;
+		int64_t stock = atomic_load_explicit(&s->stock, memory_order_relaxed);
+		int64_t sock = atomic_load_explicit(&s->sock, memory_order_relaxed);
 
-		if (sm_likely(stock <= 2 * c->batch)) {
-			int64_t sock = atomic_load_explicit(&s->sock, memory_order_relaxed);
-
+		if (sm_likely(!__builtin_add_overflow(stock, nr, &stock)) &&
+		    sm_likely(stock <= 2 * c->batch) &&
+		    sm_likely(!__builtin_sub_overflow(sock, nr, &sock))) {
 			atomic_store_explicit(&s->stock, stock, memory_order_relaxed);
-			atomic_store_explicit(&s->sock, sock - nr, memory_order_relaxed);
+			atomic_store_explicit(&s->sock, sock, memory_order_relaxed);
 			sm_slot_exit(s);
 			return;
 		}

@@ -52,6 +52,15 @@ int64_t sm_proc_release(sockmem_seg_t *seg, uint32_t idx);
  * process does not exist or the file cannot be parsed. */
 uint64_t sm_proc_start_time(int pid);
 
+/* Has process `pid` ended (or is it a zombie)? A reused pid reads as alive.
+ * 0 is no process; values above INT32_MAX are never processes (gone). */
+bool sm_pid_gone(uint32_t pid);
+
+/* If the drainer named by a slot's `steal` has died, lower `steal` (CAS, so
+ * a live drainer that took the slot since is left alone). True if `steal`
+ * is down now. Any thread. */
+bool sm_slot_unsteal(struct sockmem_slot *s);
+
 /* Cache subsystem: register this process for membarrier (idempotent, redone
  * after fork). */
 void sm_cache_register_process(void);

@@ -306,7 +306,9 @@ static int64_t cached_bytes(sockmem_seg_t *seg, uint32_t idx)
 		struct sockmem_slot *s = &seg->slots[i];
 		int64_t stock;
 
-		if (ACQ(&s->state) != SOCKMEM_LIVE || !sm_group_within(seg, s->group, idx))
+		if (ACQ(&s->state) != SOCKMEM_LIVE ||
+		    !sm_group_within(seg, atomic_load_explicit(&s->group, memory_order_relaxed),
+				     idx))
 			continue;
 		stock = RLX(&s->stock);
 		if (stock > 0)

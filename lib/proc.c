@@ -85,6 +85,26 @@ uint64_t sm_proc_start_time(int pid)
 	return read_stat(pid, &state, &threads);
 }
 
+/* Has process `pid` ended (no such process, or a zombie with no thread
+ * left)? A reused pid counts as alive: callers then only keep waiting, they
+ * never take over a live process's work. Any thread; errno preserved. */
+bool sm_pid_gone(uint32_t pid)
+{
+	int saved = errno;
+	uint64_t threads = 0;
+	char state = '?';
+	bool gone;
+
+	if (pid == 0 || pid > INT32_MAX)
+		return pid != 0; /* never a process (kill(-n) would mean a group) */
+	gone = kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+	if (!gone)
+		gone = read_stat((int)pid, &state, &threads) == 0 ||
+		       ((state == 'Z' || state == 'X') && threads <= 1);
+	errno = saved;
+	return gone;
+}
+
 static uint64_t self_start_time(void)
 {
 	static int pid;
@@ -130,44 +150,75 @@ int sockmem_proc_register(sockmem_seg_t *seg, uint32_t group, uint32_t *proc)
 	return rc;
 }
 
-/* Take a slot of a dead (or unregistering) process away from drainers and
- * return what it held. The owner no longer runs, so `busy` is ignored. */
-static int64_t release_slot(struct sockmem_slot *s)
+/* *p += v, saturating (the record is shared: any member can write it). */
+static void add_sat_atomic(_Atomic int64_t *p, int64_t v)
 {
-	uint32_t zero = 0;
+	int64_t old = RLX(p);
+
+	while (!atomic_compare_exchange_weak_explicit(p, &old, sm_add_sat(old, v),
+						      memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+/*
+ * Take a slot of a dead (or unregistering) process away from drainers and
+ * move what it held into its record `p`, or, for a slot whose record is
+ * already gone, back to the slot's group. The owner no longer runs, so
+ * `busy` is ignored. Idempotent: a releaser killed half-way leaves the slot
+ * DEAD, and the next lock holder releases it again (what was already moved
+ * is zero by then). The one window that loses bytes is between taking a
+ * value and adding it to the record: two instructions.
+ */
+static void release_slot(sockmem_seg_t *seg, struct sockmem_slot *s, struct sockmem_proc *p)
+{
+	uint32_t me = (uint32_t)getpid(), zero;
 	int64_t held;
 
 	for (int i = 0; i < 20000; i++) { /* a drainer holds steal ~2 ms at most */
 		zero = 0;
-		if (atomic_compare_exchange_strong(&s->steal, &zero, 1))
+		if (atomic_compare_exchange_strong(&s->steal, &zero, me))
 			break;
+		if (i % 64 == 63)
+			sm_slot_unsteal(s); /* its holder may have been killed */
 		sched_yield();
 	}
 	/* Saturating: any member can write any value into a slot. */
-	held = atomic_exchange(&s->stock, 0);
-	held = sm_add_sat(held, atomic_exchange(&s->sock, 0));
-	s->proc = SOCKMEM_NONE;
+	held = sm_add_sat(atomic_exchange(&s->stock, 0), atomic_exchange(&s->sock, 0));
+	if (p)
+		add_sat_atomic(&p->sock, held);
+	else if (held > 0 && sm_group_live(seg, RLX(&s->group)))
+		sockmem_uncharge(seg, RLX(&s->group), held);
+	atomic_store_explicit(&s->proc, SOCKMEM_NONE, memory_order_relaxed);
 	atomic_store_explicit(&s->busy, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->steal, 0, memory_order_release);
 	atomic_store_explicit(&s->state, SOCKMEM_FREE, memory_order_release);
-	return held;
 }
 
-/* Concurrency: the caller holds the table lock and moved the record to DEAD. */
+/*
+ * Concurrency: the caller holds the table lock and moved the record to DEAD
+ * (or found it DEAD: a releaser killed half-way, whose work this finishes).
+ * Every step can be redone: slots are moved into the record one by one,
+ * then the record's total is taken and uncharged in one step.
+ */
 int64_t sm_proc_release(sockmem_seg_t *seg, uint32_t idx)
 {
 	struct sockmem_proc *p = &seg->procs[idx];
 	struct sockmem_group *g = sockmem_group_at(seg, p->group);
-	int64_t held = atomic_exchange(&p->sock, 0);
+	int64_t held;
 
 	for (uint32_t i = 0; i < seg->nslots; i++) {
 		struct sockmem_slot *s = &seg->slots[i];
-		uint32_t live = SOCKMEM_LIVE;
+		uint32_t st = RLX(&s->state);
 
-		if (s->proc == idx && RLX(&s->state) == SOCKMEM_LIVE &&
-		    atomic_compare_exchange_strong(&s->state, &live, SOCKMEM_DEAD))
-			held = sm_add_sat(held, release_slot(s));
+		if (RLX(&s->proc) != idx || (st != SOCKMEM_LIVE && st != SOCKMEM_DEAD))
+			continue;
+		/* DEAD slots exist only under the table lock, which we hold: one
+		 * is an earlier releaser's unfinished work. */
+		if (st == SOCKMEM_DEAD ||
+		    atomic_compare_exchange_strong(&s->state, &st, SOCKMEM_DEAD))
+			release_slot(seg, s, p);
 	}
+	held = atomic_exchange(&p->sock, 0);
 	if (held > 0 && g)
 		sockmem_uncharge(seg, p->group, held);
 	else if (held < 0)
@@ -234,6 +285,28 @@ static void free_abandoned_groups(sockmem_seg_t *seg)
 	}
 }
 
+/* Slots left behind by killed processes that no record will release: a
+ * DEAD slot whose record was freed (its releaser died between the two), and
+ * a `steal` raised by a drainer that was killed mid-drain. Table lock. */
+static int64_t sweep_slots(sockmem_seg_t *seg)
+{
+	int64_t bytes = 0;
+
+	for (uint32_t i = 0; i < seg->nslots; i++) {
+		struct sockmem_slot *s = &seg->slots[i];
+
+		if (RLX(&s->steal))
+			sm_slot_unsteal(s);
+		if (RLX(&s->state) == SOCKMEM_DEAD) {
+			int64_t before = sm_add_sat(RLX(&s->stock), RLX(&s->sock));
+
+			release_slot(seg, s, NULL);
+			bytes = sm_add_sat(bytes, before > 0 ? before : 0);
+		}
+	}
+	return bytes;
+}
+
 /* Concurrency: table lock; any process; the CAS LIVE->DEAD picks one reaper. */
 int sockmem_reap(sockmem_seg_t *seg, int64_t *bytes_returned)
 {
@@ -250,17 +323,20 @@ int sockmem_reap(sockmem_seg_t *seg, int64_t *bytes_returned)
 		uint32_t live = SOCKMEM_LIVE;
 		uint32_t st = RLX(&p->state);
 
-		if (st == SOCKMEM_CLAIMED || st == SOCKMEM_DEAD) {
+		if (st == SOCKMEM_CLAIMED) { /* its registrant died holding the lock */
 			atomic_store_explicit(&p->state, SOCKMEM_FREE, memory_order_release);
 			continue;
 		}
-		if (st != SOCKMEM_LIVE || !proc_dead(p))
-			continue;
-		if (!atomic_compare_exchange_strong(&p->state, &live, SOCKMEM_DEAD))
+		/* DEAD under the lock: a releaser (a reaper, or the process's own
+		 * unregister) was killed half-way; finish its work. */
+		if (st != SOCKMEM_DEAD &&
+		    (st != SOCKMEM_LIVE || !proc_dead(p) ||
+		     !atomic_compare_exchange_strong(&p->state, &live, SOCKMEM_DEAD)))
 			continue;
 		bytes = sm_add_sat(bytes, sm_proc_release(seg, i));
 		n++;
 	}
+	bytes = sm_add_sat(bytes, sweep_slots(seg));
 	free_abandoned_groups(seg);
 	sm_table_unlock(seg);
 	if (bytes_returned)

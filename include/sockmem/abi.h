@@ -25,19 +25,19 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define SOCKMEM_SHM_MAGIC UINT64_C(0x314d454d4b434f53) /* "SOCKMEM1" (LE) */
+#define SOCKMEM_SHM_MAGIC   UINT64_C(0x314d454d4b434f53) /* "SOCKMEM1" (LE) */
 #define SOCKMEM_ABI_VERSION 2u
 
 #define SOCKMEM_CACHELINE 64
-#define SOCKMEM_PATH_MAX 128 /* group path, including the NUL */
-#define SOCKMEM_NS_MAX 64    /* namespace, including the NUL */
-#define SOCKMEM_NONE UINT32_MAX /* "no index" (e.g. a top-level group's parent) */
-#define SOCKMEM_UNLIMITED INT64_MAX /* the "max" keyword */
+#define SOCKMEM_PATH_MAX  128	     /* group path, including the NUL */
+#define SOCKMEM_NS_MAX	  64	     /* namespace, including the NUL */
+#define SOCKMEM_NONE	  UINT32_MAX /* "no index" (e.g. a top-level group's parent) */
+#define SOCKMEM_UNLIMITED INT64_MAX  /* the "max" keyword */
 
 /* Default capacities, chosen at creation (SOCKMEM_GROUPS/PROCS/SLOTS). */
 #define SOCKMEM_DEFAULT_GROUPS 256u
-#define SOCKMEM_DEFAULT_PROCS 1024u
-#define SOCKMEM_DEFAULT_SLOTS 4096u
+#define SOCKMEM_DEFAULT_PROCS  1024u
+#define SOCKMEM_DEFAULT_SLOTS  4096u
 #define SOCKMEM_DEFAULT_TRACES 256u
 
 /* Slot/proc/group state words. */
@@ -70,7 +70,7 @@ struct sockmem_group {
 	_Atomic int64_t low;
 	/* W: creator under table lock before state=LIVE. R: all. */
 	uint32_t parent; /* SOCKMEM_NONE for a top-level group */
-	uint32_t depth;  /* 0 for a top-level group */
+	uint32_t depth;	 /* 0 for a top-level group */
 	/* W: table lock (FREE->CLAIMED->LIVE->DEAD->FREE). R: all (acquire). */
 	_Atomic uint32_t state;
 	/* W: bumped each time the slot is reused, under table lock. */
@@ -81,14 +81,14 @@ struct sockmem_group {
 		     sizeof(uint64_t)];
 
 	/* ---- line 2: event counters (relaxed atomic adds; R: sockmemctl) ---- */
-	_Atomic uint64_t failcnt;    /* try_charge refused at this level */
-	_Atomic uint64_t ev_low;     /* usage fell below low during reclaim */
-	_Atomic uint64_t ev_high;    /* a charge took usage over high */
-	_Atomic uint64_t ev_max;     /* a charge would have exceeded max (incl. forced) */
-	_Atomic uint64_t ev_pressure; /* entered socket pressure */
+	_Atomic uint64_t failcnt;      /* try_charge refused at this level */
+	_Atomic uint64_t ev_low;       /* usage fell below low during reclaim */
+	_Atomic uint64_t ev_high;      /* a charge took usage over high */
+	_Atomic uint64_t ev_max;       /* a charge would have exceeded max (incl. forced) */
+	_Atomic uint64_t ev_pressure;  /* entered socket pressure */
 	_Atomic uint64_t ev_throttled; /* a charging thread was throttled */
-	_Atomic uint64_t underflows;  /* uncharge below zero (a bug: clamped) */
-	_Atomic uint64_t throttle_ns; /* total time charging threads slept */
+	_Atomic uint64_t underflows;   /* uncharge below zero (a bug: clamped) */
+	_Atomic uint64_t throttle_ns;  /* total time charging threads slept */
 
 	/* ---- line 3: membership and reclaim (W: slow paths, R: sockmemctl) ---- */
 	_Atomic int64_t sockets;   /* accounted sockets open in member processes */
@@ -115,9 +115,9 @@ struct sockmem_proc {
 	/* W: CAS by the registering process (FREE->CLAIMED->LIVE) and by a
 	 * reaper (LIVE->DEAD->FREE). R: all. */
 	_Atomic uint32_t state;
-	int32_t pid;         /* W: registrant before LIVE */
+	int32_t pid;	     /* W: registrant before LIVE */
 	uint64_t start_time; /* /proc/<pid>/stat starttime: guards pid reuse */
-	uint32_t group;      /* group index charged by this process */
+	uint32_t group;	     /* group index charged by this process */
 	uint32_t group_gen;  /* the group's generation when registered */
 	/* W: atomic adds by the process's threads on slow paths. R: reaper. */
 	_Atomic int64_t sock; /* socket charges not held by any live slot */
@@ -133,18 +133,24 @@ struct sockmem_proc {
  * that other processes can take back idle bytes without the owner's help.
  *
  * The owner updates `stock` and `sock` with plain (relaxed) loads and stores,
- * bracketed by `busy`. A remote drainer sets `steal`, issues a process-wide
+ * bracketed by `busy`. A remote drainer sets `steal` (to its pid, so that a
+ * drainer killed mid-drain can be recognised), issues a process-wide
  * memory barrier on every registered process (membarrier GLOBAL_EXPEDITED),
  * waits for `busy` to clear, then takes `stock`. This is an asymmetric
  * Dekker handshake: the owner pays only compiler barriers. See lib/cache.h.
  */
 struct sockmem_slot {
 	_Atomic uint32_t state; /* W: CAS by claimer / owner on exit / reaper */
-	_Atomic uint32_t busy;  /* W: owner only. R: drainers */
-	_Atomic uint32_t steal; /* W: CAS 0->1 by one drainer, store 0 after. R: owner */
-	uint32_t proc;          /* W: claimer before LIVE */
-	uint32_t group;         /* W: claimer before LIVE */
-	int32_t tid;            /* W: claimer before LIVE (diagnostics) */
+	_Atomic uint32_t busy;	/* W: owner only. R: drainers */
+	/* The pid of the drainer (or reaper) holding the slot, 0 if none. W: CAS
+	 * 0->pid by one drainer, store 0 after; if the holder died, the owner,
+	 * a reaper or the next claimer CASes pid->0. R: owner. */
+	_Atomic uint32_t steal;
+	/* W: claimer before LIVE, releaser before FREE (relaxed). R: all, after
+	 * an acquire of `state` (re-checked, as the slot may be reused). */
+	_Atomic uint32_t proc;
+	_Atomic uint32_t group;
+	int32_t tid; /* W: claimer before LIVE (diagnostics) */
 	/* Bytes charged to the group's counter and not yet used (>= 0).
 	 * W: owner (relaxed store) or a drainer holding `steal` with busy==0. */
 	_Atomic int64_t stock;
@@ -166,11 +172,11 @@ struct sockmem_slot {
  * generation, and every frame's (object path, address); records of different
  * processes running the same code therefore merge.
  */
-#define SOCKMEM_TRACE_DEPTH 16
-#define SOCKMEM_TRACE_OBJS 4	   /* distinct objects per record */
-#define SOCKMEM_TRACE_OBJ_PATH 128 /* object path, including the NUL */
-#define SOCKMEM_TRACE_NO_OBJ 0xffu /* frame in no recorded object */
-#define SOCKMEM_TRACE_KIND_MAX 1u
+#define SOCKMEM_TRACE_DEPTH	    16
+#define SOCKMEM_TRACE_OBJS	    4	  /* distinct objects per record */
+#define SOCKMEM_TRACE_OBJ_PATH	    128	  /* object path, including the NUL */
+#define SOCKMEM_TRACE_NO_OBJ	    0xffu /* frame in no recorded object */
+#define SOCKMEM_TRACE_KIND_MAX	    1u
 #define SOCKMEM_TRACE_KIND_THROTTLE 2u
 struct sockmem_trace {
 	/* W: CAS FREE->CLAIMED by the claimer, release LIVE once filled; a
@@ -182,12 +188,12 @@ struct sockmem_trace {
 	uint32_t depth;	    /* frames used (<= SOCKMEM_TRACE_DEPTH) */
 	_Atomic uint64_t hash;
 	/* W: relaxed atomic adds / or by every process hitting the site. */
-	_Atomic uint64_t count; /* captured hits (rate-limited sample) */
-	_Atomic uint64_t bytes; /* bytes of those hits */
-	_Atomic uint32_t kinds; /* SOCKMEM_TRACE_KIND_* seen */
-	int32_t pid;		/* W: claimer. First process that hit it */
-	_Atomic uint64_t last_ns; /* CLOCK_REALTIME of the latest capture */
-	uint64_t first_ns;	  /* W: claimer. CLOCK_REALTIME of the first */
+	_Atomic uint64_t count;		   /* captured hits (rate-limited sample) */
+	_Atomic uint64_t bytes;		   /* bytes of those hits */
+	_Atomic uint32_t kinds;		   /* SOCKMEM_TRACE_KIND_* seen */
+	int32_t pid;			   /* W: claimer. First process that hit it */
+	_Atomic uint64_t last_ns;	   /* CLOCK_REALTIME of the latest capture */
+	uint64_t first_ns;		   /* W: claimer. CLOCK_REALTIME of the first */
 	uint64_t pcs[SOCKMEM_TRACE_DEPTH]; /* address in the object's ELF space */
 	uint8_t obj[SOCKMEM_TRACE_DEPTH];  /* index into objs, or NO_OBJ */
 	uint32_t nobjs;			   /* entries used in objs */
@@ -197,18 +203,18 @@ struct sockmem_trace {
 };
 
 struct sockmem_header {
-	uint64_t magic;       /* SOCKMEM_SHM_MAGIC, written last by the creator */
+	uint64_t magic;	      /* SOCKMEM_SHM_MAGIC, written last by the creator */
 	uint32_t abi_version; /* SOCKMEM_ABI_VERSION */
 	uint32_t header_size; /* sizeof(struct sockmem_header) */
 	uint64_t total_size;  /* bytes of the whole segment (== file size) */
 	uint32_t owner_uid;   /* creator's uid; must match the file's owner */
-	uint32_t mode;        /* permission bits at creation (0600) */
+	uint32_t mode;	      /* permission bits at creation (0600) */
 	uint32_t group_capacity, group_size;
 	uint32_t proc_capacity, proc_size;
 	uint32_t slot_capacity, slot_size;
 	uint32_t trace_capacity, trace_size;
 	uint64_t group_offset, proc_offset, slot_offset, trace_offset;
-	uint64_t created_ns; /* CLOCK_REALTIME at creation */
+	uint64_t created_ns;	 /* CLOCK_REALTIME at creation */
 	char ns[SOCKMEM_NS_MAX]; /* namespace name, NUL-terminated */
 	/* Serialises group creation/removal and reaping (never a hot path).
 	 * Robust: a holder killed by SIGKILL does not wedge the segment. */

@@ -133,11 +133,11 @@ Test(reap_window, reaper_killed_after_marking_dead)
 /*
  * A remote drainer raises a slot's `steal`, forces a barrier, waits for the
  * owner, takes the stock and lowers `steal`. If the drainer is killed in
- * between, nothing lowers it again: `steal` does not say who holds it, so
- * no reaper can tell that its holder died. The owner then backs off on
- * every charge (a bounded 2 ms wait, then the uncached path), and after the
- * owner's thread exits the slot goes back to the free pool still stolen, so
- * every later thread that claims it pays the same.
+ * between, nobody else lowers it unless `steal` says who holds it: then the
+ * owner would back off on every charge (a bounded 2 ms wait, then the
+ * uncached path), and after the owner's thread exits the slot would go back
+ * to the free pool still stolen. `steal` holds the drainer's pid, so a
+ * reaper, the owner or the next claimer can see that its holder died.
  */
 TestSuite(drain_window, .fini = teardown, .timeout = 30);
 
@@ -166,7 +166,8 @@ Test(drain_window, drainer_killed_holding_steal)
 	if (pid == 0) {
 		uint32_t zero = 0;
 
-		_exit(atomic_compare_exchange_strong(&s->steal, &zero, 1) ? 0 : 1);
+		/* What drain_chunk does: steal names the drainer's pid. */
+		_exit(atomic_compare_exchange_strong(&s->steal, &zero, (uint32_t)getpid()) ? 0 : 1);
 	}
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -193,5 +194,101 @@ Test(drain_window, drainer_killed_holding_steal)
 	cr_expect_eq(atomic_load(&s->steal), 0,
 		     "the slot went back to the free pool with `steal` still raised");
 	sockmem_proc_unregister(seg, proc);
+	sockmem_close(seg);
+}
+
+/* A releaser killed after moving the slot into the record but before
+ * uncharging it: the record is DEAD and holds the bytes, its slot is
+ * FREE. The next reap uncharges them, once. */
+Test(reap_window, reaper_killed_after_moving_slots)
+{
+	uint32_t g, proc;
+	sockmem_seg_t *seg = setup("rwmoved", &g);
+	struct sockmem_proc *p;
+	struct sockmem_slot *s;
+	int64_t bytes, moved = 0;
+
+	proc = dead_member(seg, g);
+	p = sockmem_proc_at(seg, proc);
+	cr_assert_not_null(p);
+	atomic_store(&p->state, SOCKMEM_DEAD);
+	for (uint32_t i = 0; (s = sockmem_slot_at(seg, i)) != NULL; i++) {
+		if (atomic_load(&s->state) != SOCKMEM_LIVE || atomic_load(&s->proc) != proc)
+			continue;
+		moved += atomic_exchange(&s->stock, 0) + atomic_exchange(&s->sock, 0);
+		atomic_store(&s->proc, SOCKMEM_NONE);
+		atomic_store(&s->state, SOCKMEM_FREE);
+	}
+	cr_assert_geq(moved, CHARGE);
+	atomic_fetch_add(&p->sock, moved);
+	cr_expect_eq(sockmem_reap(seg, &bytes), 1);
+	cr_expect_eq(bytes, moved);
+	cr_expect_eq(fh_usage(seg, "w"), 0);
+	cr_expect_eq(sockmem_reap(seg, &bytes), 0, "a second reap finds nothing");
+	cr_expect_eq(fh_usage(seg, "w"), 0);
+	sockmem_close(seg);
+}
+
+/* A releaser killed inside release_slot, after it cleared the slot's
+ * `proc` but before freeing it: a DEAD slot that no record names. A reap
+ * frees it and returns what it still held to the slot's group. */
+Test(reap_window, orphaned_dead_slot)
+{
+	uint32_t g, proc;
+	sockmem_seg_t *seg = setup("rworphan", &g);
+	struct sockmem_proc *p;
+	struct sockmem_slot *s, *orphan = NULL;
+	int64_t bytes;
+
+	proc = dead_member(seg, g);
+	p = sockmem_proc_at(seg, proc);
+	cr_assert_not_null(p);
+	for (uint32_t i = 0; (s = sockmem_slot_at(seg, i)) != NULL; i++)
+		if (atomic_load(&s->state) == SOCKMEM_LIVE && atomic_load(&s->proc) == proc)
+			orphan = s;
+	cr_assert_not_null(orphan);
+	atomic_store(&orphan->state, SOCKMEM_DEAD);
+	atomic_store(&orphan->proc, SOCKMEM_NONE);
+	sockmem_reap(seg, &bytes);
+	cr_expect_eq(fh_usage(seg, "w"), 0, "usage %lld after the reap",
+		     (long long)fh_usage(seg, "w"));
+	cr_expect_eq(atomic_load(&orphan->state), SOCKMEM_FREE);
+	cr_expect_eq(live_slots(seg), 0);
+	sockmem_close(seg);
+}
+
+/* A drainer that is alive (here: stopped) keeps its `steal`: nobody may
+ * take the slot from under a drain in progress. */
+Test(drain_window, live_drainer_keeps_steal)
+{
+	uint32_t g, proc, zero = 0;
+	sockmem_seg_t *seg = setup("dwlive", &g);
+	struct sockmem_cache c;
+	int64_t bytes;
+	pid_t pid;
+	int st;
+
+	cr_assert_eq(sockmem_proc_register(seg, g, &proc), 0);
+	cr_assert_eq(sockmem_cache_attach(seg, proc, 0, &c), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		pause();
+		_exit(0);
+	}
+	cr_assert(atomic_compare_exchange_strong(&c.slot->steal, &zero, (uint32_t)pid));
+	sockmem_reap(seg, &bytes);
+	cr_expect_eq(atomic_load(&c.slot->steal), (uint32_t)pid,
+		     "a live drainer's steal was lowered");
+	/* The owner still works (uncached) while the drain is "in progress". */
+	cr_expect(sockmem_cache_charge(&c, 1000, false, NULL));
+	sockmem_cache_uncharge(&c, 1000);
+	kill(pid, SIGKILL);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	sockmem_reap(seg, &bytes);
+	cr_expect_eq(atomic_load(&c.slot->steal), 0, "the dead drainer's steal stayed up");
+	sockmem_cache_detach(&c);
+	sockmem_proc_unregister(seg, proc);
+	cr_expect_eq(fh_usage(seg, "w"), 0);
 	sockmem_close(seg);
 }
