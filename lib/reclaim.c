@@ -14,24 +14,44 @@
 
 #define RLX(p) atomic_load_explicit((p), memory_order_relaxed)
 
+/*
+ * Every figure read from a group (usage, max, high, low, sockets) is
+ * whatever a member last wrote: any int64 value. The arithmetic below
+ * saturates rather than overflows (UBSan-clean for any input).
+ */
+
+/* a - b, saturated at INT64_MIN / INT64_MAX. */
+static inline int64_t sub_sat(int64_t a, int64_t b)
+{
+	int64_t r;
+
+	if (__builtin_sub_overflow(a, b, &r))
+		return b < 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
 #define DELAY_PRECISION_SHIFT 20	  /* MEMCG_DELAY_PRECISION_SHIFT */
 #define DELAY_SCALING_SHIFT   14	  /* MEMCG_DELAY_SCALING_SHIFT */
 #define CHARGE_BATCH_BYTES    (64 * 4096) /* MEMCG_CHARGE_BATCH pages */
 
 uint64_t sm_throttle_delay_ns(int64_t usage, int64_t high, int64_t nr)
 {
-	uint64_t overage, d, ns;
+	uint64_t over, overage, d, ns;
 
 	if (usage <= high || nr <= 0 || high == SOCKMEM_UNLIMITED)
 		return 0;
 	if (high < 1)
 		high = 1;
 	/* Relative overage in 1/2^20 units, capped at 4x high: beyond that
-	 * the result is the 2 s cap anyway, and the square stays in 64 bits. */
-	if (usage - high >= 4 * high)
+	 * the result is the 2 s cap anyway, and the square stays in 64 bits.
+	 * usage > high >= 1, so usage - high fits; the test avoids 4 * high
+	 * and the shift is done in 128 bits. */
+	over = (uint64_t)usage - (uint64_t)high;
+	if (over / 4 >= (uint64_t)high)
 		overage = 4ull << DELAY_PRECISION_SHIFT;
 	else
-		overage = ((uint64_t)(usage - high) << DELAY_PRECISION_SHIFT) / (uint64_t)high;
+		overage = (uint64_t)(((unsigned __int128)over << DELAY_PRECISION_SHIFT) /
+				     (uint64_t)high);
 	d = (overage * overage) >> DELAY_PRECISION_SHIFT; /* <= 2^24 */
 	ns = (d * 1000000000ull) >> DELAY_SCALING_SHIFT;  /* <= 2^40 */
 	if (nr > 16 * CHARGE_BATCH_BYTES)
@@ -50,7 +70,8 @@ uint32_t sm_over_high(sockmem_seg_t *seg, uint32_t group, int64_t *usage, int64_
 		int64_t u = RLX(&g->usage), h = RLX(&g->high);
 
 		if (h != SOCKMEM_UNLIMITED && u > h) {
-			double rel = (double)(u - h) / (double)(h > 0 ? h : 1);
+			/* In double: u - h overflows int64 for a negative h. */
+			double rel = ((double)u - (double)h) / (double)(h > 0 ? h : 1);
 
 			if (best == SOCKMEM_NONE || rel > worst) {
 				best = i;
@@ -97,7 +118,7 @@ static int64_t subtree_sockets(sockmem_seg_t *seg, uint32_t anc)
 	for (uint32_t i = sockmem_group_next(seg, 0); i != SOCKMEM_NONE;
 	     i = sockmem_group_next(seg, i + 1))
 		if (sm_group_within(seg, i, anc))
-			n += RLX(&seg->groups[i].sockets);
+			n = sm_add_sat(n, RLX(&seg->groups[i].sockets));
 	return n;
 }
 
@@ -112,7 +133,15 @@ int64_t sm_budget_share(sockmem_seg_t *seg, uint32_t group, int64_t min_sockets)
 
 		if (m != SOCKMEM_UNLIMITED) {
 			int64_t n = subtree_sockets(seg, i);
-			int64_t s = m / (n > min_sockets ? n : (min_sockets > 0 ? min_sockets : 1));
+			int64_t s;
+
+			/* Divisor at least 1 (sockets may read negative); a
+			 * negative max shares nothing. */
+			if (n < min_sockets)
+				n = min_sockets;
+			if (n < 1)
+				n = 1;
+			s = m > 0 ? m / n : 0;
 
 			if (s < share)
 				share = s;
@@ -170,7 +199,7 @@ bool sm_low_too_close(int64_t high, int64_t low)
 	if (high == SOCKMEM_UNLIMITED || low <= 0)
 		return false;
 	gap = high / 8 > 128 * 1024 ? high / 8 : 128 * 1024;
-	return high - low < gap;
+	return sub_sat(high, low) < gap;
 }
 
 int64_t sm_headroom(sockmem_seg_t *seg, uint32_t group)
@@ -181,8 +210,12 @@ int64_t sm_headroom(sockmem_seg_t *seg, uint32_t group)
 	for (int d = 0; g && d <= SM_DEPTH_MAX; d++, g = sm_group_parent(seg, g)) {
 		int64_t m = RLX(&g->max), u = RLX(&g->usage);
 
-		if (m != SOCKMEM_UNLIMITED && m - u < room)
-			room = m > u ? m - u : 0;
+		if (m != SOCKMEM_UNLIMITED) {
+			int64_t r = m > u ? sub_sat(m, u) : 0;
+
+			if (r < room)
+				room = r;
+		}
 	}
 	return room;
 }

@@ -106,3 +106,83 @@ Test(limits_core, shares_headroom_wakeups, .init = setup, .fini = teardown)
 	sockmem_uncharge(seg, a, 17 * MiB);
 	sockmem_uncharge(seg, b, MiB);
 }
+
+/*
+ * Any member can write any value into a group: the walks and the curve
+ * saturate instead of overflowing (the Sanitize build's UBSan aborts on
+ * signed overflow), and still give sane answers.
+ */
+Test(limits_core, hostile_values_saturate, .init = setup, .fini = teardown)
+{
+	const int64_t ext[] = {INT64_MIN,     INT64_MIN + 1, -1,       0, 1, INT64_MAX / 4 + 1,
+			       INT64_MAX / 2, INT64_MAX - 1, INT64_MAX};
+	const size_t n = sizeof(ext) / sizeof(ext[0]);
+	struct sockmem_group *gp, *ga;
+	uint32_t p, a, b;
+
+	/* The curve is scale-free: the same relative overage gives the same
+	 * delay at 8 MiB and near 2^62 (the old 64-bit shift wrapped). */
+	int64_t big = INT64_C(1) << 62;
+	uint64_t small_d = sm_throttle_delay_ns(8 * MiB + 8 * MiB / 100, 8 * MiB, 256 * 1024);
+	uint64_t big_d = sm_throttle_delay_ns(big + big / 100, big, 256 * 1024);
+	cr_expect(big_d + big_d / 50 >= small_d && big_d <= small_d + small_d / 50,
+		  "8M: %llu ns, 2^62: %llu ns", (unsigned long long)small_d,
+		  (unsigned long long)big_d);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < n; j++) {
+			uint64_t d = sm_throttle_delay_ns(ext[i], ext[j], ext[(i + j) % n]);
+
+			cr_expect_leq(d, SM_THROTTLE_MAX_NS);
+			(void)sm_low_too_close(ext[i], ext[j]);
+		}
+	cr_expect(sm_low_too_close(INT64_MIN, INT64_MAX), "high below low: too close");
+
+	cr_assert_eq(sockmem_group_create(seg, "p/a", &a), 0);
+	cr_assert_eq(sockmem_group_create(seg, "p/b", &b), 0);
+	cr_assert_eq(sockmem_group_lookup(seg, "p", &p), 0);
+	gp = sockmem_group_at(seg, p);
+	ga = sockmem_group_at(seg, a);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < n; j++) {
+			int64_t u = 0, h = 0, room, share;
+
+			atomic_store(&gp->usage, ext[i]);
+			atomic_store(&gp->max, ext[j]);
+			atomic_store(&gp->high, ext[j]);
+			atomic_store(&gp->low, ext[i]);
+			atomic_store(&ga->usage, ext[j]);
+			atomic_store(&ga->max, ext[i]);
+			atomic_store(&ga->high, ext[i]);
+			atomic_store(&ga->sockets, ext[i]);
+			atomic_store(&sockmem_group_at(seg, b)->sockets, ext[j]);
+			room = sm_headroom(seg, a);
+			share = sm_budget_share(seg, a, 16);
+			(void)sm_over_high(seg, a, &u, &h);
+			cr_expect_geq(room, 0, "usage %lld max %lld: headroom %lld",
+				      (long long)ext[i], (long long)ext[j], (long long)room);
+			cr_expect_geq(share, 0, "share %lld", (long long)share);
+		}
+	/* Far under a huge max: the room saturates rather than wraps. */
+	atomic_store(&gp->max, INT64_MAX - 1);
+	atomic_store(&gp->usage, INT64_MIN);
+	atomic_store(&ga->max, SOCKMEM_UNLIMITED);
+	cr_expect_eq(sm_headroom(seg, a), INT64_MAX);
+	/* Socket counts that would overflow a sum: the share is still >= 0
+	 * and the floor of 16 holds. */
+	atomic_store(&ga->sockets, INT64_MAX);
+	atomic_store(&sockmem_group_at(seg, b)->sockets, INT64_MAX);
+	atomic_store(&gp->max, 32 * MiB);
+	cr_expect_eq(sm_budget_share(seg, a, 16), 0);
+	atomic_store(&ga->sockets, -1000);
+	atomic_store(&sockmem_group_at(seg, b)->sockets, 0);
+	cr_expect_eq(sm_budget_share(seg, a, 16), 32 * MiB / 16);
+	for (int k = 0; k < 3; k++) { /* leave it sane */
+		struct sockmem_group *x = sockmem_group_at(seg, k == 0 ? p : k == 1 ? a : b);
+
+		atomic_store(&x->usage, 0);
+		atomic_store(&x->sockets, 0);
+		atomic_store(&x->max, SOCKMEM_UNLIMITED);
+		atomic_store(&x->high, SOCKMEM_UNLIMITED);
+		atomic_store(&x->low, 0);
+	}
+}
