@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine and pass the tests: the default build, then
-# the sanitizer build (ASan+UBSan), each with the whole CTest suite.
+# the sanitizer build (ASan+UBSan), each with the whole CTest suite, then a
+# short libFuzzer run of every fuzz target (clang, ASan+UBSan).
+#
+#   FUZZ_SECONDS  seconds per fuzz target (default 20; 0 skips the fuzz stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -12,3 +15,8 @@ for cfg in RelWithDebInfo:build Sanitize:build-san; do
   cmake --build "$dir" -j "$jobs"
   ctest --test-dir "$dir" --output-on-failure --timeout 300 -j 2
 done
+fuzz_secs=${FUZZ_SECONDS:-20}
+if ((fuzz_secs > 0)); then
+  echo "== fuzz: ${fuzz_secs}s per target (build-fuzz)"
+  bash tests/fuzz/run.sh "$fuzz_secs"
+fi
