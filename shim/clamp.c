@@ -278,7 +278,7 @@ void sm_buf_apply(int fd, struct sm_sock *st)
 
 void sm_buf_new_socket(int fd, struct sm_sock *st)
 {
-	if (!inet(st) || !sm_limit_on)
+	if (!inet(st) || !sm_limit_is_on())
 		return;
 	/* Counting the new socket in the share right away (it is already in
 	 * group->sockets when this runs). */

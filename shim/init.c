@@ -25,7 +25,7 @@
 #include "real.h"
 #include "state.h"
 
-bool sm_active;
+_Atomic bool sm_active;
 struct sm_config sm_cfg;
 sockmem_seg_t *sm_seg;
 uint32_t sm_group = SOCKMEM_NONE;
@@ -119,7 +119,7 @@ static void reset_pending(int fd, struct sm_sock *st, void *arg)
 
 static void fork_prepare(void)
 {
-	if (!sm_active)
+	if (!sm_is_active())
 		return;
 	sm_real_bind(); /* bound already; never let a child start with dlsym */
 	sm_helper_fork_prepare();
@@ -128,7 +128,7 @@ static void fork_prepare(void)
 
 static void fork_parent(void)
 {
-	if (!sm_active)
+	if (!sm_is_active())
 		return;
 	urcu_bp_after_fork_parent();
 	sm_helper_fork_parent();
@@ -136,7 +136,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-	if (!sm_active)
+	if (!sm_is_active())
 		return;
 	urcu_bp_after_fork_child();
 	sm_helper_fork_child();
@@ -183,7 +183,8 @@ __attribute__((constructor)) static void sm_init(void)
 	sm_buf_sysctl_init();
 	sm_limit_refresh();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
-	sm_active = true;
+	/* Release: publishes everything above to threads that test it. */
+	atomic_store_explicit(&sm_active, true, memory_order_release);
 	sm_helper_start();
 	sm_nest--;
 }
@@ -199,10 +200,12 @@ __attribute__((destructor)) static void sm_fini(void)
 {
 	uint32_t proc;
 
-	if (!sm_active || (int)syscall(SYS_getpid) != sm_pid)
+	if (!sm_is_active() || (int)syscall(SYS_getpid) != sm_pid)
 		return;
-	sm_active = false; /* from here on, everything passes through */
-	if (sm_nest)	   /* exit() from a handler inside the shim: leave it to the reaper */
+	/* From here on, everything passes through. Relaxed: the grace period
+	 * below orders it against the readers' sections. */
+	atomic_store_explicit(&sm_active, false, memory_order_relaxed);
+	if (sm_nest) /* exit() from a handler inside the shim: leave it to the reaper */
 		return;
 	sm_nest++;
 	/* Threads already inside an accounting section re-check sm_active

@@ -115,7 +115,7 @@ static void track_dup(int old_fd, int new_fd)
 			int saved_ = errno;                                                        \
 			sm_nest++;                                                                 \
 			sm_rcu_lock();                                                             \
-			if (sm_likely(sm_active))                                                  \
+			if (sm_likely(sm_active_acquire()))                                        \
 				stmt;                                                              \
 			sm_rcu_unlock();                                                           \
 			sm_nest--;                                                                 \
@@ -127,7 +127,7 @@ static int lc_socket(int d, int t, int p)
 {
 	int fd;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_socket(d, t, p);
 	fd = libc_socket(d, t, p);
 	if (fd >= 0)
@@ -139,7 +139,7 @@ static int lc_socketpair(int d, int t, int p, int *sv)
 {
 	int rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_socketpair(d, t, p, sv);
 	rc = libc_socketpair(d, t, p, sv);
 	if (rc == 0)
@@ -172,7 +172,7 @@ static int lc_accept4(int lfd, struct sockaddr *a, socklen_t *al, int fl, bool f
 {
 	int fd;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return four ? libc_accept4(lfd, a, al, fl) : libc_accept(lfd, a, al);
 	fd = four ? libc_accept4(lfd, a, al, fl) : libc_accept(lfd, a, al);
 	if (fd >= 0)
@@ -185,7 +185,7 @@ static int lc_close(int fd)
 	struct sm_sock *st = NULL;
 	int rc;
 
-	if (sm_unlikely(!sm_active) || !sm_fd_peek(fd))
+	if (sm_unlikely(!sm_is_active()) || !sm_fd_peek(fd))
 		return libc_close(fd);
 	/* Clear the entry before the fd number can be reused (see
 	 * sm_reconcile), then release the state once the fd is gone. The
@@ -201,7 +201,7 @@ static int lc_close_range(unsigned lo, unsigned hi, int fl)
 {
 	int rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_close_range(lo, hi, fl);
 	rc = libc_close_range(lo, hi, fl);
 	if (rc == 0 && !(fl & CLOSE_RANGE_CLOEXEC))
@@ -213,7 +213,7 @@ static int lc_dup(int fd)
 {
 	int rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_dup(fd);
 	rc = libc_dup(fd);
 	if (rc >= 0 && (sm_fd_peek(fd) || sm_fd_peek(rc)))
@@ -225,7 +225,7 @@ static int lc_dup3(int fd, int nfd, int fl, bool three)
 {
 	int rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return three ? libc_dup3(fd, nfd, fl) : libc_dup2(fd, nfd);
 	rc = three ? libc_dup3(fd, nfd, fl) : libc_dup2(fd, nfd);
 	if (rc >= 0 && fd != nfd && (sm_fd_peek(fd) || sm_fd_peek(rc)))
@@ -237,7 +237,7 @@ static int lc_fcntl(int fd, int cmd, void *arg, bool is64)
 {
 	int rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return is64 ? libc_fcntl64(fd, cmd, arg) : libc_fcntl(fd, cmd, arg);
 	rc = is64 ? libc_fcntl64(fd, cmd, arg) : libc_fcntl(fd, cmd, arg);
 	if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) &&
@@ -259,13 +259,13 @@ static int lc_sockopt(bool set, int fd, int lv, int nm, void *v, socklen_t l, so
 	struct sm_sock *st;
 	bool done = false;
 
-	if (sm_unlikely(!sm_active) || !sm_fd_peek(fd) || sm_nest ||
+	if (sm_unlikely(!sm_is_active()) || !sm_fd_peek(fd) || sm_nest ||
 	    !(lv == SOL_SOCKET || lv == IPPROTO_TCP))
 		return set ? libc_setsockopt(fd, lv, nm, v, l) : libc_getsockopt(fd, lv, nm, v, lp);
 	sm_nest++;
 	sm_rcu_lock();
 	st = sm_fd_peek(fd);
-	if (st && sm_likely(sm_active) && sm_sock_owned(st))
+	if (st && sm_likely(sm_active_acquire()) && sm_sock_owned(st))
 		done = set ? sm_buf_setsockopt(fd, st, lv, nm, v, l, &rc)
 			   : sm_buf_getsockopt(fd, st, lv, nm, v, lp, &rc);
 	err = errno;

@@ -2,12 +2,15 @@
  * Process-wide state of the preload shim (private to shim/).
  *
  * Everything here is written once by the constructor (or by the fork child
- * handler, single-threaded) before sm_active is raised, and only read after.
+ * handler, single-threaded) before sm_active is raised, and only read after;
+ * except sm_active itself (cleared by the destructor while other threads
+ * run) and sm_proc, which are atomics.
  */
 #ifndef SOCKMEM_SHIM_STATE_H
 #define SOCKMEM_SHIM_STATE_H
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -23,9 +26,25 @@
  * segment, registered the process and bound the real symbols; false for ever
  * when SOCKMEM_GROUP is unset or the configuration is bad. Every interposer
  * tests it first: one load, one predictable branch.
- * W: constructor, destructor (single store). R: every interposer.
+ * W: constructor (release store, after the state above it is published),
+ * destructor (relaxed store, then an RCU grace period: see sm_fini), while
+ * other threads read it. R: every interposer's first test, sm_is_active()
+ * (relaxed: one plain load on x86-64 and arm64); the slow paths re-check it
+ * inside their RCU read-side section with sm_active_acquire() before they
+ * use the state the constructor published (sm_seg, sm_cfg, ...): a thread
+ * that another library's constructor started before ours needs that order.
  */
-extern bool sm_active;
+extern _Atomic bool sm_active;
+
+static inline bool sm_is_active(void)
+{
+	return atomic_load_explicit(&sm_active, memory_order_relaxed);
+}
+
+static inline bool sm_active_acquire(void)
+{
+	return atomic_load_explicit(&sm_active, memory_order_acquire);
+}
 
 extern struct sm_config sm_cfg; /* W: constructor. R: all */
 extern sockmem_seg_t *sm_seg;	/* W: constructor. R: all */
