@@ -17,19 +17,24 @@
 #define SM_FAM_INET6 0x2u
 #define SM_FAM_UNIX  0x4u
 
+/* SOCKMEM_TRACE_LIB: the unwinder library's name or path, with its NUL. */
+#define SM_TRACE_LIB_MAX 256
+
 struct sm_config {
-	char group[SOCKMEM_PATH_MAX]; /* "" when SOCKMEM_GROUP is unset: pass-through */
-	char ns[SOCKMEM_NS_MAX];      /* "" for the core's default namespace */
-	int64_t max, high, low;	      /* SOCKMEM_KEEP when unset */
-	int64_t batch;		      /* per-thread cache batch, bytes */
-	int64_t reconcile_ms;	      /* helper tick */
-	int64_t reconcile_bytes;      /* reconcile a socket every N bytes of traffic */
-	int64_t pressure_ms;	      /* pressure period (issue 4) */
-	int64_t log_level;	      /* enum sm_log_level */
-	int64_t trace;		      /* 0/1: call-site tracing (issue 5) */
-	int64_t throttle;	      /* 0/1: throttle charging threads over high */
-	int64_t families;	      /* SM_FAM_* mask */
-	int64_t groups, procs, slots; /* segment capacities when creating; 0: default */
+	char group[SOCKMEM_PATH_MAX];	  /* "" when SOCKMEM_GROUP is unset: pass-through */
+	char ns[SOCKMEM_NS_MAX];	  /* "" for the core's default namespace */
+	int64_t max, high, low;		  /* SOCKMEM_KEEP when unset */
+	int64_t batch;			  /* per-thread cache batch, bytes */
+	int64_t reconcile_ms;		  /* helper tick */
+	int64_t reconcile_bytes;	  /* reconcile a socket every N bytes of traffic */
+	int64_t pressure_ms;		  /* pressure period (issue 4) */
+	int64_t log_level;		  /* enum sm_log_level */
+	int64_t trace;			  /* 0/1: call-site tracing (issue 5) */
+	int64_t trace_rate;		  /* captures per second per process */
+	char trace_lib[SM_TRACE_LIB_MAX]; /* unwinder to dlopen when tracing */
+	int64_t throttle;		  /* 0/1: throttle charging threads over high */
+	int64_t families;		  /* SM_FAM_* mask */
+	int64_t groups, procs, slots;	  /* segment capacities when creating; 0: default */
 };
 
 enum sm_opt_kind { SM_OPT_SIZE, SM_OPT_INT, SM_OPT_ENUM, SM_OPT_STRING, SM_OPT_FAMILIES };

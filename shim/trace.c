@@ -25,7 +25,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -33,9 +32,7 @@
 #include "state.h"
 #include "trace.h"
 
-#define RAW_DEPTH    48		      /* frames asked of libunwind (ours included) */
-#define DEFAULT_RATE 100	      /* captures per second per process */
-#define DEFAULT_LIB  "libunwind.so.8" /* SOCKMEM_TRACE_LIB overrides (tests) */
+#define RAW_DEPTH 48 /* frames asked of libunwind (ours included) */
 
 _Static_assert(SM_TRACE_MAX == SOCKMEM_TRACE_KIND_MAX &&
 		       SM_TRACE_THROTTLE == SOCKMEM_TRACE_KIND_THROTTLE,
@@ -51,8 +48,8 @@ static _Atomic int ustate;
 static backtrace_fn unw_bt;
 static const struct link_map *self_map, *unw_map, *libc_map;
 static char exe_path[SOCKMEM_TRACE_OBJ_PATH];
-static uint64_t emission_ns = 1000000000u / DEFAULT_RATE;
-static uint64_t tolerance_ns = (DEFAULT_RATE - 1) * (1000000000u / DEFAULT_RATE);
+/* W: the loading thread, before U_READY (release). R: capturing threads. */
+static uint64_t emission_ns, tolerance_ns;
 
 /* GCRA state: when the bucket is full again. W/R: CAS by capturing threads. */
 static _Atomic uint64_t tat;
@@ -68,37 +65,21 @@ static const struct link_map *map_of(const void *pc)
 	return lm;
 }
 
-/* SOCKMEM_TRACE_RATE: captures per second (1..100000), read once. */
-static void read_rate(void)
+/* SOCKMEM_TRACE_RATE (1..100000 captures per second, checked by the option
+ * table): the bucket's refill interval and its burst. */
+static void set_rate(int64_t r)
 {
-	const char *s = getenv("SOCKMEM_TRACE_RATE");
-	char *end;
-	long r;
-
-	if (!s || !*s)
-		return;
-	errno = 0;
-	r = strtol(s, &end, 10);
-	if (errno || *end || r < 1 || r > 100000) {
-		sm_log(SM_LOG_WARN,
-		       "SOCKMEM_TRACE_RATE=%s: want 1..100000 captures per second; "
-		       "using %d",
-		       s, DEFAULT_RATE);
-		return;
-	}
 	emission_ns = 1000000000u / (uint64_t)r;
 	tolerance_ns = (uint64_t)(r - 1) * emission_ns;
 }
 
 static bool load_unwinder(void)
 {
-	const char *lib = getenv("SOCKMEM_TRACE_LIB");
+	const char *lib = sm_cfg.trace_lib; /* SOCKMEM_TRACE_LIB */
 	void *h;
 	ssize_t n;
 
-	if (!lib || !*lib)
-		lib = DEFAULT_LIB;
-	read_rate();
+	set_rate(sm_cfg.trace_rate);
 	h = dlopen(lib, RTLD_LOCAL | RTLD_LAZY);
 	if (!h) {
 		const char *why = dlerror();

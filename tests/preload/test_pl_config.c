@@ -39,6 +39,8 @@ Test(config, defaults)
 	cr_expect_eq(c.log_level, 1); /* warn */
 	cr_expect_eq(c.families, SM_FAM_INET | SM_FAM_INET6);
 	cr_expect_eq(c.trace, 0);
+	cr_expect_eq(c.trace_rate, 100);
+	cr_expect_str_eq(c.trace_lib, "libunwind.so.8");
 }
 
 Test(config, values)
@@ -53,6 +55,8 @@ Test(config, values)
 			     "SOCKMEM_LOG=debug",
 			     "SOCKMEM_FAMILIES=unix,inet6",
 			     "SOCKMEM_TRACE=1",
+			     "SOCKMEM_TRACE_RATE=100000",
+			     "SOCKMEM_TRACE_LIB=/opt/x/libunwind.so.8",
 			     "SOCKMEM_PRESSURE_MS=", /* empty: unset */
 			     NULL};
 	struct sm_config c;
@@ -69,7 +73,34 @@ Test(config, values)
 	cr_expect_eq(c.log_level, 3);
 	cr_expect_eq(c.families, SM_FAM_UNIX | SM_FAM_INET6);
 	cr_expect_eq(c.trace, 1);
+	cr_expect_eq(c.trace_rate, 100000);
+	cr_expect_str_eq(c.trace_lib, "/opt/x/libunwind.so.8");
 	cr_expect_eq(c.pressure_ms, 1000);
+}
+
+Test(config, trace_options)
+{
+	const char *lo[] = {"SOCKMEM_TRACE_RATE=1", "SOCKMEM_TRACE_LIB=", NULL};
+	char lib[SM_TRACE_LIB_MAX + 32], err[256];
+	const char *longest[] = {lib, NULL};
+	struct sm_config c;
+	int n;
+
+	cr_assert_eq(parse(lo, &c, err), 0, "%s", err);
+	cr_expect_eq(c.trace_rate, 1);
+	cr_expect_str_eq(c.trace_lib, "libunwind.so.8", "empty is unset: the default");
+	/* The longest value that fits is taken whole. */
+	n = snprintf(lib, sizeof(lib), "SOCKMEM_TRACE_LIB=/");
+	memset(lib + n, 'l', SM_TRACE_LIB_MAX - 2);
+	lib[n + SM_TRACE_LIB_MAX - 2] = '\0';
+	cr_assert_eq(parse(longest, &c, err), 0, "%s", err);
+	cr_expect_eq(strlen(c.trace_lib), SM_TRACE_LIB_MAX - 1);
+	/* One byte more is refused (the message shows the value's start). */
+	lib[n + SM_TRACE_LIB_MAX - 2] = 'l';
+	lib[n + SM_TRACE_LIB_MAX - 1] = '\0';
+	cr_expect_eq(parse(longest, &c, err), -EINVAL);
+	cr_expect(strstr(err, "SOCKMEM_TRACE_LIB='/lll") && strstr(err, "too long"), "%s", err);
+	cr_expect(strchr(err, '\n') == NULL);
 }
 
 static void bad(const char *kv, const char *needle)
@@ -99,6 +130,11 @@ Test(config, bad_values)
 	bad("SOCKMEM_FAMILIES=inet,ipx", "inet");
 	bad("SOCKMEM_FAMILIES=,", "inet");
 	bad("SOCKMEM_TRACE=2", "out of range");
+	bad("SOCKMEM_TRACE_RATE=0", "out of range (1..100000");
+	bad("SOCKMEM_TRACE_RATE=100001", "out of range");
+	bad("SOCKMEM_TRACE_RATE=-5", "integer");
+	bad("SOCKMEM_TRACE_RATE=10/s", "integer");
+	bad("SOCKMEM_TRACE_RATE=99999999999999999999", "integer");
 	bad("SOCKMEM_GROUP=../x", "SOCKMEM_GROUP");
 	bad("SOCKMEM_NAMESPACE=a/b", "namespace");
 }
@@ -197,6 +233,8 @@ Test(config, bad_values_run_unaccounted)
 	bad_env("SOCKMEM_FAMILIES=ipx", NULL, false);
 	bad_env("SOCKMEM_BATCH=-5", NULL, false);
 	bad_env("SOCKMEM_NAMESPACE=../../etc", NULL, false);
+	bad_env("SOCKMEM_TRACE_RATE=0", NULL, false);
+	bad_env("SOCKMEM_TRACE_RATE=fast", "SOCKMEM_TRACE=1", false);
 	/* Parsed fine but refused by the core (low > high): the segment was
 	 * opened to find that out, but nothing is accounted. */
 	bad_env("SOCKMEM_LOW=2M", "SOCKMEM_HIGH=1M", true);
