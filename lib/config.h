@@ -17,8 +17,10 @@
 #define SM_FAM_INET6 0x2u
 #define SM_FAM_UNIX  0x4u
 
-/* SOCKMEM_TRACE_LIB: the unwinder library's name or path, with its NUL. */
-#define SM_TRACE_LIB_MAX 256
+/* SOCKMEM_TRACE_LIB: the unwinder library's name or path, with its NUL;
+ * unset (every string option defaults to ""), the shim loads the default. */
+#define SM_TRACE_LIB_MAX     256
+#define SM_TRACE_LIB_DEFAULT "libunwind.so.8"
 
 struct sm_config {
 	char group[SOCKMEM_PATH_MAX];	  /* "" when SOCKMEM_GROUP is unset: pass-through */
@@ -31,7 +33,7 @@ struct sm_config {
 	int64_t log_level;		  /* enum sm_log_level */
 	int64_t trace;			  /* 0/1: call-site tracing (issue 5) */
 	int64_t trace_rate;		  /* captures per second per process */
-	char trace_lib[SM_TRACE_LIB_MAX]; /* unwinder to dlopen when tracing */
+	char trace_lib[SM_TRACE_LIB_MAX]; /* unwinder to dlopen; "": the default */
 	int64_t throttle;		  /* 0/1: throttle charging threads over high */
 	int64_t families;		  /* SM_FAM_* mask */
 	int64_t groups, procs, slots;	  /* segment capacities when creating; 0: default */

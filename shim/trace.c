@@ -75,7 +75,7 @@ static void set_rate(int64_t r)
 
 static bool load_unwinder(void)
 {
-	const char *lib = sm_cfg.trace_lib; /* SOCKMEM_TRACE_LIB */
+	const char *lib = sm_cfg.trace_lib[0] ? sm_cfg.trace_lib : SM_TRACE_LIB_DEFAULT;
 	void *h;
 	ssize_t n;
 
