@@ -57,9 +57,18 @@ int sockmem_shm_name(const char *ns, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+/* The effective uid: the one the owner check on attach compares with. */
 static void default_ns(char *buf, size_t len)
 {
 	snprintf(buf, len, "u%u", (unsigned)geteuid());
+}
+
+/* Concurrency: pure (reads the effective uid). */
+char *sockmem_default_ns(char *buf, size_t len)
+{
+	if (buf && len)
+		default_ns(buf, len);
+	return buf;
 }
 
 /* Concurrency: any time; processes still attached keep their mapping. */
@@ -81,6 +90,15 @@ int sockmem_unlink(const char *ns)
 struct sockmem_header *sockmem_header(sockmem_seg_t *seg)
 {
 	return seg->hdr;
+}
+
+/* Concurrency: process-local values, fixed at attach. */
+void sockmem_capacities(const sockmem_seg_t *seg, struct sockmem_capacities *out)
+{
+	out->groups = seg->ngroups;
+	out->procs = seg->nprocs;
+	out->slots = seg->nslots;
+	out->traces = seg->ntraces;
 }
 
 struct sockmem_group *sockmem_group_at(sockmem_seg_t *seg, uint32_t idx)
@@ -414,6 +432,41 @@ out:
 	return rc;
 }
 
+/*
+ * low <= high <= max for every live group, checked under the table lock.
+ * The only legitimate writer of the limits, sockmem_group_set_limits, stores
+ * max, high and low one after the other under this lock, so a lock-free
+ * reader can catch a mix of old and new values that breaks the rule (new max
+ * below the old high) although nothing is wrong. Under the lock nobody is
+ * half-way. A lock that cannot be had (a holder stopped, possibly inside
+ * set_limits) skips the check, as sockmem_open skips its reap.
+ */
+static int check_limits_locked(sockmem_seg_t *seg, char *err, size_t errlen)
+{
+	char why[SOCKMEM_ERRLEN], path[SOCKMEM_PATH_MAX];
+	int rc = sm_table_lock(seg);
+
+	if (rc < 0)
+		return 0;
+	for (uint32_t i = 0; rc == 0 && i < seg->ngroups; i++) {
+		struct sockmem_group *g = &seg->groups[i];
+
+		if (atomic_load_explicit(&g->state, memory_order_acquire) != SOCKMEM_LIVE)
+			continue;
+		if (sockmem_limits_check(atomic_load_explicit(&g->max, memory_order_relaxed),
+					 atomic_load_explicit(&g->high, memory_order_relaxed),
+					 atomic_load_explicit(&g->low, memory_order_relaxed), why,
+					 sizeof(why)) == 0)
+			continue;
+		memcpy(path, g->path, sizeof(path));
+		path[sizeof(path) - 1] = '\0';
+		rc = sm_fail(err, errlen, -EPROTO, "group %u \"%s\" has inconsistent limits: %s", i,
+			     path, why);
+	}
+	sm_table_unlock(seg);
+	return rc;
+}
+
 /* Validation messages from sockmem_validate lack the name; prefix it. */
 static int name_error(const char *name, int rc, char *err, size_t errlen)
 {
@@ -438,6 +491,7 @@ int sockmem_open(const struct sockmem_open_opts *opts, sockmem_seg_t **out, char
 	char def[SOCKMEM_NS_MAX], name[SOCKMEM_NS_MAX + 16], esc[4 * 64 + 1];
 	const char *ns = o->ns;
 	sockmem_seg_t *seg;
+	bool created = false;
 	int rc = -ENOENT;
 
 	if (!ns) {
@@ -457,8 +511,14 @@ int sockmem_open(const struct sockmem_open_opts *opts, sockmem_seg_t **out, char
 		if (rc != -ENOENT || !o->create || o->readonly)
 			break;
 		rc = create_seg(name, ns, o, seg, err, errlen);
+		created = rc == 0;
 		if (rc != -EEXIST)
 			break;
+	}
+	if (rc == 0 && !created && !seg->readonly) {
+		rc = check_limits_locked(seg, err, errlen);
+		if (rc < 0)
+			munmap(seg->hdr, seg->size);
 	}
 	if (rc < 0) {
 		free(seg);

@@ -7,6 +7,8 @@
  * checks read outside [base, base + len).
  */
 #include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
@@ -104,8 +106,17 @@ static uint32_t state_of(const void *rec)
 {
 	uint32_t s;
 
-	memcpy(&s, rec, sizeof(s)); /* state is the first word of every record */
+	memcpy(&s, rec, sizeof(s)); /* state is the first word of a trace record */
 	return s;
+}
+
+static unsigned components(const char *path)
+{
+	unsigned n = 1;
+
+	for (; *path; path++)
+		n += *path == '/';
+	return n;
 }
 
 static int check_group_parent(const void *base, const struct sockmem_header *h, uint32_t i,
@@ -136,6 +147,14 @@ static int check_group_parent(const void *base, const struct sockmem_header *h, 
 	if (plen >= sizeof(p.path) || strncmp(g->path, p.path, plen) != 0 || g->path[plen] != '/')
 		return sm_fail(err, errlen, -EPROTO,
 			       "group %u path is not below its parent %u's path", i, g->parent);
+	/* One component more than the parent, not more: with the parent's own
+	 * check (by induction from depth 0 with no '/'), depth is the number of
+	 * '/' in the path, and a parent's path is strictly shorter than its
+	 * child's, so no chain of parents can loop. */
+	if (strchr(g->path + plen + 1, '/'))
+		return sm_fail(err, errlen, -EPROTO,
+			       "group %u \"%s\" has depth %u but %u path components (parent %u)", i,
+			       g->path, g->depth, components(g->path), g->parent);
 	return 0;
 }
 
@@ -163,6 +182,142 @@ static int check_group(const void *base, const struct sockmem_header *h, uint32_
 			       "group %u \"%s\" has a negative usage (%lld) or peak (%lld)", i,
 			       g.path, (long long)g.usage, (long long)g.peak);
 	return check_group_parent(base, h, i, &g, err, errlen);
+}
+
+/* FNV-1a of a NUL-terminated path (a private copy). */
+static uint64_t path_hash(const char *p)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	for (; *p; p++)
+		h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
+	return h;
+}
+
+/*
+ * No two live groups share a path (creation looks the path up and adds it
+ * under the table lock, so a healthy segment never has two; lookup would
+ * find only the first). An open-addressing table of live indices, sized
+ * from a count of live groups, keeps this linear in the capacity (up to
+ * 2^20 groups: at most 2^21 entries, 24 MB, only for a table that large).
+ * Reading a live image, a group removed and re-created at a higher index
+ * while this scan runs could look like a duplicate; attach validates again
+ * before refusing (validate_settled, lib/segment.c).
+ */
+static int check_duplicates(const void *base, const struct sockmem_header *h, char *err,
+			    size_t errlen)
+{
+	struct sockmem_group g, o;
+	uint32_t live = 0, size = 16, used = 0, *idx;
+	uint64_t *hash;
+	int rc = 0;
+
+	for (uint32_t i = 0; i < h->group_capacity; i++) {
+		uint32_t st;
+
+		memcpy(&st,
+		       (const char *)base + h->group_offset + (uint64_t)i * h->group_size +
+			       offsetof(struct sockmem_group, state),
+		       sizeof(st));
+		live += st == SOCKMEM_LIVE;
+	}
+	if (live < 2)
+		return 0;
+	while (size < 2 * (uint64_t)live)
+		size <<= 1;
+	idx = malloc(size * sizeof(*idx));
+	hash = malloc(size * sizeof(*hash));
+	if (!idx || !hash) {
+		rc = sm_fail(err, errlen, -ENOMEM, "out of memory checking %u group names", live);
+		goto out;
+	}
+	memset(idx, 0xff, size * sizeof(*idx)); /* SOCKMEM_NONE */
+	/* `used + 1 < size`: the image may gain live groups after the count;
+	 * the table never fills, so every probe ends. */
+	for (uint32_t i = 0; rc == 0 && i < h->group_capacity && used + 1 < size; i++) {
+		uint64_t hv;
+		uint32_t pos;
+
+		copy_rec(&g, base, h->group_offset, h->group_size, i);
+		if (g.state != SOCKMEM_LIVE)
+			continue;
+		g.path[sizeof(g.path) - 1] = '\0'; /* checked by check_group, but copied again */
+		hv = path_hash(g.path);
+		for (pos = (uint32_t)hv & (size - 1); idx[pos] != SOCKMEM_NONE;
+		     pos = (pos + 1) & (size - 1)) {
+			if (hash[pos] != hv)
+				continue;
+			copy_rec(&o, base, h->group_offset, h->group_size, idx[pos]);
+			o.path[sizeof(o.path) - 1] = '\0';
+			if (strcmp(o.path, g.path) == 0) {
+				rc = sm_fail(err, errlen, -EPROTO,
+					     "groups %u and %u have the same path \"%s\"", idx[pos],
+					     i, g.path);
+				break;
+			}
+		}
+		idx[pos] = i;
+		hash[pos] = hv;
+		used++;
+	}
+out:
+	free(idx);
+	free(hash);
+	return rc;
+}
+
+/* Concurrency: pure function. */
+int sockmem_limits_check(int64_t max, int64_t high, int64_t low, char *err, size_t errlen)
+{
+	int64_t cap;
+
+	if (max < 0 || high < 0 || low < 0)
+		return sm_fail(err, errlen, -EINVAL, "%s must not be negative",
+			       max < 0	  ? "max"
+			       : high < 0 ? "high"
+					  : "low");
+	/* An unlimited high means "no high watermark", not "above max". */
+	if (high != SOCKMEM_UNLIMITED && high > max)
+		return sm_fail(err, errlen, -EINVAL, "high (%lld) must not exceed max (%lld)",
+			       (long long)high, (long long)max);
+	cap = high < max ? high : max;
+	if (low > cap)
+		return sm_fail(err, errlen, -EINVAL, "low (%lld) must not exceed %s (%lld)",
+			       (long long)low, high < max ? "high" : "max", (long long)cap);
+	return 0;
+}
+
+static int limits_of(const struct sockmem_group *g, uint32_t i, char *err, size_t errlen)
+{
+	char why[SOCKMEM_ERRLEN], path[SOCKMEM_PATH_MAX];
+	int64_t max = atomic_load_explicit(&g->max, memory_order_relaxed);
+	int64_t high = atomic_load_explicit(&g->high, memory_order_relaxed);
+	int64_t low = atomic_load_explicit(&g->low, memory_order_relaxed);
+
+	if (sockmem_limits_check(max, high, low, why, sizeof(why)) == 0)
+		return 0;
+	memcpy(path, g->path, sizeof(path));
+	path[sizeof(path) - 1] = '\0';
+	return sm_fail(err, errlen, -EPROTO, "group %u \"%s\" has inconsistent limits: %s", i, path,
+		       why);
+}
+
+/* low <= high <= max of every live group, on an image nobody changes
+ * (sockmem_validate); attach checks them under the table lock instead. */
+static int check_limits(const void *base, const struct sockmem_header *h, char *err, size_t errlen)
+{
+	struct sockmem_group g;
+	int rc;
+
+	for (uint32_t i = 0; i < h->group_capacity; i++) {
+		copy_rec(&g, base, h->group_offset, h->group_size, i);
+		if (g.state != SOCKMEM_LIVE)
+			continue;
+		rc = limits_of(&g, i, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
 }
 
 static int check_procs(const void *base, const struct sockmem_header *h, char *err, size_t errlen)
@@ -248,6 +403,8 @@ int sm_validate_copy(const void *base, size_t len, uint32_t file_uid, struct soc
 	for (uint32_t i = 0; rc == 0 && i < h->group_capacity; i++)
 		rc = check_group(base, h, i, err, errlen);
 	if (rc == 0)
+		rc = check_duplicates(base, h, err, errlen);
+	if (rc == 0)
 		rc = check_procs(base, h, err, errlen);
 	if (rc == 0)
 		rc = check_slots(base, h, err, errlen);
@@ -256,10 +413,16 @@ int sm_validate_copy(const void *base, size_t len, uint32_t file_uid, struct soc
 	return rc;
 }
 
-/* Concurrency: reads only; safe on any bytes (see top of file). */
+/* Concurrency: reads only; safe on any bytes (see top of file). The limits
+ * are checked here too: the caller's image is not being changed (attach,
+ * which reads a live segment, checks them under the table lock). */
 int sockmem_validate(const void *base, size_t len, uint32_t file_uid, char *err, size_t errlen)
 {
 	struct sockmem_header h;
+	int rc;
 
-	return sm_validate_copy(base, len, file_uid, &h, err, errlen);
+	rc = sm_validate_copy(base, len, file_uid, &h, err, errlen);
+	if (rc == 0)
+		rc = check_limits(base, &h, err, errlen);
+	return rc;
 }

@@ -8,6 +8,22 @@
  * errno value; functions that can fail for a reason a user must read also
  * fill a caller-supplied message buffer (one line, no trailing newline).
  * Nothing here calls exit() or abort().
+ *
+ * The table lock. Changes to the tables (creating or removing a group,
+ * setting limits, registering a process, reaping) take one process-shared
+ * robust mutex in the segment (lib/segment.c, sm_table_lock). A holder that
+ * died is recovered from (EOWNERDEAD). A holder that is stopped (SIGSTOP, a
+ * debugger, a freezer) is not waited for forever: the lock is waited for at
+ * most 1 s; after such a timeout the process only tries it once per call for
+ * the next 5 s, then waits the bounded 1 s again. When the lock cannot be
+ * had, these functions return -ETIMEDOUT and change nothing (one warning per
+ * process is logged): sockmem_group_create (only when it must create),
+ * sockmem_group_remove, sockmem_group_set_limits (with a message in `err`),
+ * sockmem_proc_register and sockmem_reap. sockmem_proc_unregister returns
+ * nothing: on timeout the record stays and a later reap returns its charges.
+ * sockmem_open skips its reap (and its limits check) and succeeds. The
+ * caller may retry later; the shim runs unaccounted instead. On a read-only
+ * mapping the same functions return -EROFS.
  */
 #ifndef SOCKMEM_H
 #define SOCKMEM_H
@@ -25,16 +41,16 @@ extern "C" {
 typedef struct sockmem_seg sockmem_seg_t;
 
 #define SOCKMEM_ERRLEN 256
-#define SOCKMEM_KEEP INT64_MIN /* sockmem_group_set_limits: leave unchanged */
+#define SOCKMEM_KEEP   INT64_MIN /* sockmem_group_set_limits: leave unchanged */
 
 /* ---- segment ---------------------------------------------------------- */
 
 struct sockmem_open_opts {
-	const char *ns;       /* NULL: default namespace ("u<uid>") */
-	bool create;          /* create if missing (else -ENOENT) */
-	bool readonly;        /* map read-only (sockmemctl list/stat) */
-	bool allow_foreign;   /* accept a segment owned by another uid / wider mode */
-	uint32_t groups;      /* capacities when creating; 0: defaults */
+	const char *ns;	    /* NULL: default namespace ("u<euid>") */
+	bool create;	    /* create if missing (else -ENOENT) */
+	bool readonly;	    /* map read-only (sockmemctl list/stat) */
+	bool allow_foreign; /* accept a segment owned by another uid / wider mode */
+	uint32_t groups;    /* capacities when creating; 0: defaults */
 	uint32_t procs;
 	uint32_t slots;
 	uint32_t traces;
@@ -45,7 +61,12 @@ struct sockmem_open_opts {
  * initialises the segment under a private temporary name and publishes it
  * with link(2), so an attacher never sees a half-initialised segment.
  * Validates everything (magic, version, sizes, owner, mode, every index and
- * name) before returning; on failure `err` names what is wrong.
+ * name, the group tree: parents, depths, no duplicate paths) before
+ * returning; on failure `err` names what is wrong. A read-write attach also
+ * checks every live group's limits (sockmem_limits_check) under the table
+ * lock, where no legitimate writer is half-way through changing them; it
+ * skips that check when the lock times out (see top), and a read-only
+ * attach, which cannot take the lock, does not make it.
  * Returns 0, -ENOENT (missing and !create), -EPROTO (invalid segment),
  * -EACCES/-EPERM (foreign owner or mode), or another -errno.
  */
@@ -53,10 +74,10 @@ int sockmem_open(const struct sockmem_open_opts *opts, sockmem_seg_t **out, char
 		 size_t errlen);
 void sockmem_close(sockmem_seg_t *seg);
 
-/* Validate a mapped image of `len` bytes (fuzzable; used by sockmem_open).
+/* Validate a mapped image of `len` bytes that nobody is changing (fuzzable;
+ * sockmem_open makes the same checks, the limits under the table lock).
  * `uid`: the owner the file has (validated against the header). */
-int sockmem_validate(const void *base, size_t len, uint32_t file_uid, char *err,
-		     size_t errlen);
+int sockmem_validate(const void *base, size_t len, uint32_t file_uid, char *err, size_t errlen);
 
 /* Namespace → shm name ("/sockmem-<ns>"). -EINVAL for a bad namespace. */
 int sockmem_shm_name(const char *ns, char *buf, size_t len);
@@ -65,7 +86,23 @@ int sockmem_ns_valid(const char *ns);
 /* Remove the namespace's segment (sockmemctl, tests). */
 int sockmem_unlink(const char *ns);
 
+/* The default namespace, "u<euid>" (the effective uid, like the owner check
+ * on attach). Callers that show the namespace to users should use this rather
+ * than spell it themselves. Returns `buf`. */
+char *sockmem_default_ns(char *buf, size_t len);
+
+/* The raw header in the shared mapping. Any member can rewrite it at any time:
+ * do not size loops or buffers from its capacities; use sockmem_capacities. */
 struct sockmem_header *sockmem_header(sockmem_seg_t *seg);
+
+/* The table capacities this process validated at attach (or wrote, as the
+ * creator): the bounds that sockmem_group_at, _proc_at, _slot_at and
+ * sockmem_trace_at check against. Process-local, never re-read from the
+ * segment. */
+struct sockmem_capacities {
+	uint32_t groups, procs, slots, traces;
+};
+void sockmem_capacities(const sockmem_seg_t *seg, struct sockmem_capacities *out);
 struct sockmem_group *sockmem_group_at(sockmem_seg_t *seg, uint32_t idx); /* NULL if out of range */
 struct sockmem_proc *sockmem_proc_at(sockmem_seg_t *seg, uint32_t idx);
 struct sockmem_slot *sockmem_slot_at(sockmem_seg_t *seg, uint32_t idx);
@@ -78,24 +115,33 @@ struct sockmem_slot *sockmem_slot_at(sockmem_seg_t *seg, uint32_t idx);
 int sockmem_path_valid(const char *path, const char **why);
 
 int sockmem_group_lookup(sockmem_seg_t *seg, const char *path, uint32_t *idx);
-/* Find or create, creating missing parents. -ENOSPC when the table is full. */
+/* Find or create, creating missing parents. -ENOSPC when the table is full;
+ * -ETIMEDOUT (table lock, see top) when something must be created. */
 int sockmem_group_create(sockmem_seg_t *seg, const char *path, uint32_t *idx);
-/* Remove an unused group (no children, no processes, zero usage): -EBUSY. */
+/* Remove an unused group (no children, no processes, zero usage): -EBUSY.
+ * -ETIMEDOUT: table lock (see top). */
 int sockmem_group_remove(sockmem_seg_t *seg, const char *path);
 
 /* Set limits; SOCKMEM_KEEP leaves one unchanged, SOCKMEM_UNLIMITED is "max".
  * Refused with -EINVAL unless low <= high <= max after the change; `err`
- * says which. max below usage is accepted and puts the group under pressure. */
+ * says which. max below usage is accepted and puts the group under pressure.
+ * -ETIMEDOUT: table lock (see top); `err` says so. */
 int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int64_t high,
 			     int64_t low, char *err, size_t errlen);
+/* The rule sockmem_group_set_limits enforces, on final values (no
+ * SOCKMEM_KEEP): none negative, high <= max unless high is SOCKMEM_UNLIMITED
+ * (no high watermark), low <= min(high, max). 0 or -EINVAL with `err` saying
+ * which. Also applied to every live group on attach (see sockmem_open).
+ * Pure function. */
+int sockmem_limits_check(int64_t max, int64_t high, int64_t low, char *err, size_t errlen);
 int sockmem_group_reset_peak(sockmem_seg_t *seg, uint32_t idx);
 
 struct sockmem_group_stat {
 	char path[SOCKMEM_PATH_MAX];
 	uint32_t idx, parent, depth;
 	int64_t current; /* usage, including per-thread caches */
-	int64_t sock;    /* charged to sockets only (current - cached) */
-	int64_t cached;  /* bytes sitting in per-thread caches */
+	int64_t sock;	 /* charged to sockets only (current - cached) */
+	int64_t cached;	 /* bytes sitting in per-thread caches */
 	int64_t max, high, low, peak;
 	uint64_t failcnt;
 	uint64_t ev_low, ev_high, ev_max, ev_pressure, ev_throttled;
@@ -133,13 +179,17 @@ void sockmem_enter_pressure(sockmem_seg_t *seg, uint32_t group, uint64_t period_
 
 /* ---- processes -------------------------------------------------------- */
 
-/* Register the calling process as a member of `group`. */
+/* Register the calling process as a member of `group`. -ENOSPC when the
+ * process table is full; -ETIMEDOUT: table lock (see top). */
 int sockmem_proc_register(sockmem_seg_t *seg, uint32_t group, uint32_t *proc);
 /* Unregister (normal exit): returns every charge the record and its slots
- * still hold. The caller's own threads must have detached their caches. */
+ * still hold. The caller's own threads must have detached their caches.
+ * Takes the table lock; if that times out (see top) the record stays LIVE
+ * and the next reap after this process has exited returns its charges. */
 void sockmem_proc_unregister(sockmem_seg_t *seg, uint32_t proc);
 /* Return the charges of every dead member process (pid gone or reused).
- * Returns the number of records reaped (>= 0) or -errno. */
+ * Returns the number of records reaped (>= 0) or -errno (-ETIMEDOUT: table
+ * lock, see top; nothing was reaped). */
 int sockmem_reap(sockmem_seg_t *seg, int64_t *bytes_returned);
 
 /* ---- per-thread charge caches ---------------------------------------- */
@@ -157,8 +207,7 @@ struct sockmem_cache {
 
 /* Claim a slot for the calling thread. Without a free slot the cache still
  * works, uncached (slot == NULL), and this returns -ENOSPC. */
-int sockmem_cache_attach(sockmem_seg_t *seg, uint32_t proc, int64_t batch,
-			 struct sockmem_cache *c);
+int sockmem_cache_attach(sockmem_seg_t *seg, uint32_t proc, int64_t batch, struct sockmem_cache *c);
 /* Thread exit: return the stock to the counter, hand the slot's socket
  * charges over to the process record, free the slot. */
 void sockmem_cache_detach(struct sockmem_cache *c);
@@ -184,7 +233,6 @@ char *sockmem_format_size(int64_t v, char *buf, size_t len);
 
 /* Monotonic clock in ns (CLOCK_MONOTONIC, comparable across processes). */
 uint64_t sockmem_now_ns(void);
-
 
 /* ---- call-site traces (issue 5; lib/trace.c) ------------------------- */
 /*

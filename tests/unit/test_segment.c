@@ -74,6 +74,25 @@ static void expect_refused(int rc, const char *want, bool allow_foreign)
 	cr_expect(strstr(err, t_ns) != NULL, "message \"%s\" names the segment", err);
 }
 
+/* Attach to this test's existing segment, read-write. */
+static sockmem_seg_t *t_open_attach(void)
+{
+	struct sockmem_open_opts o = {.ns = t_ns};
+	char err[SOCKMEM_ERRLEN] = "";
+	sockmem_seg_t *seg = NULL;
+
+	cr_assert_eq(sockmem_open(&o, &seg, err, sizeof(err)), 0, "attach: %s", err);
+	return seg;
+}
+
+static const char *h_fmt_dup(uint32_t a, uint32_t b)
+{
+	static char buf[96];
+
+	snprintf(buf, sizeof(buf), "groups %u and %u have the same path", a, b);
+	return buf;
+}
+
 /* A fresh segment with groups a, a/b; returns b's index. */
 static uint32_t fresh(const char *name)
 {
@@ -232,6 +251,288 @@ Test(segment, negative_counters)
 	expect_refused(-EPROTO, "slot 1 has a negative stock (-4096)", false);
 	atomic_store(&s->state, SOCKMEM_FREE);
 	raw_unmap(&r);
+}
+
+/* ---- the group tree (threat model G6) ---- */
+
+/* A child one component deeper than its depth says: "a/b/c" below "a" at
+ * depth 1 (lookup and the statistics would disagree about the tree). */
+Test(segment, depth_must_match_path_components)
+{
+	uint32_t b = fresh("s-comps");
+	struct raw r = raw_map();
+	char want[96];
+
+	strcpy(raw_group(&r, b)->path, "a/b/c");
+	snprintf(want, sizeof(want), "group %u \"a/b/c\" has depth 1 but 3 path components", b);
+	expect_refused(-EPROTO, want, false);
+	strcpy(raw_group(&r, b)->path, "a/b");
+	/* A top-level group with a '/' in its path. */
+	raw_group(&r, b)->parent = SOCKMEM_NONE;
+	raw_group(&r, b)->depth = 0;
+	expect_refused(-EPROTO, "has no parent", false);
+	raw_unmap(&r);
+}
+
+/* Parent chains that loop: a group its own parent, and two groups each the
+ * other's parent. Refused (depth = parent's depth + 1 cannot hold around a
+ * loop), not followed. */
+Test(segment, parent_cycles_refused)
+{
+	uint32_t b = fresh("s-cycle");
+	struct raw r = raw_map();
+	uint32_t a = raw_group(&r, b)->parent;
+	char want[96];
+
+	raw_group(&r, b)->parent = b;
+	snprintf(want, sizeof(want), "group %u depth 1, parent %u has depth 1", b, b);
+	expect_refused(-EPROTO, want, false);
+	raw_group(&r, b)->parent = a;
+	raw_group(&r, a)->parent = b; /* a below a/b, a/b below a */
+	raw_group(&r, a)->depth = 2;
+	snprintf(want, sizeof(want), "group %u path is not below its parent %u's path", a, b);
+	expect_refused(-EPROTO, want, false);
+	raw_group(&r, a)->depth = 0; /* depth agrees with a's path, not with b's */
+	snprintf(want, sizeof(want), "group %u depth 0, parent %u has depth 1", a, b);
+	expect_refused(-EPROTO, want, false);
+	raw_unmap(&r);
+}
+
+/* Two live groups with one path: lookup would only ever find the first. */
+Test(segment, duplicate_paths_refused)
+{
+	uint32_t b = fresh("s-dup"), c;
+	sockmem_seg_t *seg;
+	struct raw r;
+	char want[96];
+
+	seg = t_open_attach();
+	c = t_group(seg, "a/c");
+	sockmem_close(seg);
+	r = raw_map();
+	strcpy(raw_group(&r, c)->path, "a/b");
+	snprintf(want, sizeof(want), "groups %u and %u have the same path \"a/b\"", b < c ? b : c,
+		 b < c ? c : b);
+	expect_refused(-EPROTO, want, false);
+	/* The same last component under different parents is no duplicate. */
+	strcpy(raw_group(&r, c)->path, "a/c");
+	seg = t_open_attach();
+	cr_assert_eq(sockmem_group_create(seg, "x/b", NULL), 0);
+	sockmem_close(seg);
+	/* A duplicate among groups that are not live does not count. */
+	atomic_store(&raw_group(&r, c)->state, SOCKMEM_FREE);
+	strcpy(raw_group(&r, c)->path, "a/b");
+	sockmem_close(t_open_attach());
+	raw_unmap(&r);
+}
+
+/* Many groups: the duplicate check stays linear and still finds the pair. */
+Test(segment, duplicate_paths_among_many)
+{
+	struct sockmem_open_opts o = {.groups = 4096};
+	sockmem_seg_t *seg = t_open_opts("s-dupmany", &o);
+	uint32_t first = SOCKMEM_NONE, last = SOCKMEM_NONE;
+	char path[32];
+	struct raw r;
+
+	for (int i = 0; i < 4000; i++) {
+		snprintf(path, sizeof(path), "g%d", i);
+		last = t_group(seg, path);
+		if (i == 17)
+			first = last;
+	}
+	sockmem_close(seg);
+	sockmem_close(t_open_attach());
+	r = raw_map();
+	strcpy(raw_group(&r, last)->path, "g17");
+	expect_refused(-EPROTO, h_fmt_dup(first, last), false);
+	raw_unmap(&r);
+}
+
+/* low <= high <= max, as sockmem_group_set_limits enforces. */
+Test(segment, inconsistent_limits_refused)
+{
+	uint32_t b = fresh("s-limits");
+	struct raw r = raw_map();
+	struct sockmem_group *g = raw_group(&r, b);
+	char want[128];
+
+	atomic_store(&g->max, 1 << 20);
+	atomic_store(&g->high, 2 << 20);
+	snprintf(want, sizeof(want),
+		 "group %u \"a/b\" has inconsistent limits: high (2097152) must not exceed max "
+		 "(1048576)",
+		 b);
+	expect_refused(-EPROTO, want, false);
+	atomic_store(&g->high, SOCKMEM_UNLIMITED); /* no high watermark: fine */
+	atomic_store(&g->low, 4 << 20);
+	expect_refused(-EPROTO, "low (4194304) must not exceed max (1048576)", false);
+	atomic_store(&g->high, 1 << 19);
+	expect_refused(-EPROTO, "low (4194304) must not exceed high (524288)", false);
+	atomic_store(&g->low, 1 << 19);
+	sockmem_close(t_open_attach());
+	raw_unmap(&r);
+}
+
+/* The limits are checked under the table lock: a reader cannot see
+ * set_limits half-way, however often both run. A writer flips a group
+ * between two consistent settings whose mix (the new max with the old high)
+ * is not; every attach must succeed. */
+static sockmem_seg_t *flip_seg;
+static uint32_t flip_group;
+static atomic_int flip_limits_stop;
+
+static void *limits_flipper(void *arg)
+{
+	char err[SOCKMEM_ERRLEN];
+
+	(void)arg;
+	while (!atomic_load(&flip_limits_stop)) {
+		cr_assert_eq(sockmem_group_set_limits(flip_seg, flip_group, 1 << 20, 1 << 19,
+						      1 << 18, err, sizeof(err)),
+			     0, "%s", err);
+		cr_assert_eq(sockmem_group_set_limits(flip_seg, flip_group, 8 << 20, 4 << 20,
+						      2 << 20, err, sizeof(err)),
+			     0, "%s", err);
+	}
+	return NULL;
+}
+
+/* set_limits half-way, slowed down: under the table lock, max already
+ * lowered below high, for `hold_ms`, then the rest. */
+static int half_hold_ms;
+static atomic_int half_started;
+
+static void *half_set_limits(void *arg)
+{
+	struct sockmem_group *g = sockmem_group_at(flip_seg, flip_group);
+	struct timespec ts = {half_hold_ms / 1000, (long)(half_hold_ms % 1000) * 1000000};
+
+	(void)arg;
+	cr_assert_eq(sm_table_lock(flip_seg), 0);
+	atomic_store(&g->max, 1 << 20); /* high is still 4M */
+	atomic_store(&half_started, 1);
+	nanosleep(&ts, NULL);
+	atomic_store(&g->high, 1 << 19);
+	atomic_store(&g->low, 1 << 18);
+	sm_table_unlock(flip_seg);
+	return NULL;
+}
+
+static int attach_during_half_set(int hold_ms, bool readonly)
+{
+	struct sockmem_open_opts o = {.ns = t_ns, .readonly = readonly};
+	char err[SOCKMEM_ERRLEN] = "";
+	sockmem_seg_t *seg = NULL;
+	pthread_t t;
+	int rc;
+
+	t_limits(flip_seg, flip_group, 8 << 20, 4 << 20, 2 << 20);
+	half_hold_ms = hold_ms;
+	atomic_store(&half_started, 0);
+	cr_assert_eq(pthread_create(&t, NULL, half_set_limits, NULL), 0);
+	while (!atomic_load(&half_started))
+		sched_yield();
+	rc = sockmem_open(&o, &seg, err, sizeof(err));
+	cr_expect_eq(rc, 0, "attach (%s) during a slow set_limits: %s",
+		     readonly ? "read-only" : "read-write", err);
+	if (rc == 0)
+		sockmem_close(seg);
+	pthread_join(t, NULL);
+	return rc;
+}
+
+/* A writer inside set_limits (preempted, or slow) leaves max, high and low
+ * inconsistent for as long as it pleases; a lock-free check would refuse the
+ * segment (validation retries for about 3 ms only). Under the lock the
+ * attach waits for the writer, then sees consistent limits; a read-only
+ * attach does not check them; a writer that keeps the lock past the bounded
+ * wait (stopped) makes the attach skip the check, not fail. */
+Test(segment, limits_half_set_during_attach, .timeout = 60)
+{
+	uint32_t b = fresh("s-limhalf");
+	uint32_t saved = sm_table_lock_timeout_ms;
+
+	flip_seg = t_open_attach();
+	flip_group = b;
+	attach_during_half_set(200, false);
+	attach_during_half_set(200, true);
+	sm_table_lock_timeout_ms = 100;
+	attach_during_half_set(600, false);
+	sm_table_lock_timeout_ms = saved;
+	/* And a segment whose limits really are inconsistent is still refused. */
+	atomic_store(&sockmem_group_at(flip_seg, b)->high, 2 << 20);
+	expect_refused(-EPROTO, "high (2097152) must not exceed max (1048576)", false);
+	sockmem_close(flip_seg);
+}
+
+Test(segment, limits_changing_during_attach, .timeout = 60)
+{
+	uint32_t b = fresh("s-limrace");
+	struct sockmem_open_opts ro = {.readonly = true};
+	pthread_t t;
+	int fails = 0;
+
+	flip_seg = t_open_attach();
+	flip_group = b;
+	cr_assert_eq(pthread_create(&t, NULL, limits_flipper, NULL), 0);
+	ro.ns = t_ns;
+	for (int i = 0; i < 300; i++) {
+		struct sockmem_open_opts o = {.ns = t_ns};
+		char err[SOCKMEM_ERRLEN] = "";
+		sockmem_seg_t *seg = NULL;
+
+		if (sockmem_open(i % 3 ? &o : &ro, &seg, err, sizeof(err)) == 0)
+			sockmem_close(seg);
+		else
+			cr_log_error("attach %d: %s (%d)", i, err, ++fails);
+	}
+	atomic_store(&flip_limits_stop, 1);
+	pthread_join(t, NULL);
+	sockmem_close(flip_seg);
+	cr_expect_eq(fails, 0, "%d attaches refused a legitimate change of limits", fails);
+}
+
+/* A public rule, shared with sockmem_group_set_limits. */
+Test(segment, limits_check_rule)
+{
+	char err[SOCKMEM_ERRLEN];
+
+	cr_expect_eq(sockmem_limits_check(SOCKMEM_UNLIMITED, SOCKMEM_UNLIMITED, 0, err, 64), 0);
+	cr_expect_eq(sockmem_limits_check(100, SOCKMEM_UNLIMITED, 100, err, 64), 0);
+	cr_expect_eq(sockmem_limits_check(100, 100, 100, err, 64), 0);
+	cr_expect_eq(sockmem_limits_check(100, 101, 0, err, sizeof(err)), -EINVAL);
+	cr_expect_str_eq(err, "high (101) must not exceed max (100)");
+	cr_expect_eq(sockmem_limits_check(100, SOCKMEM_UNLIMITED, 101, err, sizeof(err)), -EINVAL);
+	cr_expect_str_eq(err, "low (101) must not exceed max (100)");
+	cr_expect_eq(sockmem_limits_check(100, 50, 51, err, sizeof(err)), -EINVAL);
+	cr_expect_str_eq(err, "low (51) must not exceed high (50)");
+	cr_expect_eq(sockmem_limits_check(-1, 0, 0, err, sizeof(err)), -EINVAL);
+	cr_expect_str_eq(err, "max must not be negative");
+}
+
+/* The capacities a tool must use are the validated ones, not the header's. */
+Test(segment, capacities_are_the_validated_ones)
+{
+	struct sockmem_open_opts o = {.groups = 7, .procs = 5, .slots = 3, .traces = 2};
+	sockmem_seg_t *seg = t_open_opts("s-caps", &o);
+	struct sockmem_capacities c;
+
+	sockmem_header(seg)->group_capacity = 100000; /* a member rewrites the header */
+	sockmem_capacities(seg, &c);
+	cr_expect(c.groups == 7 && c.procs == 5 && c.slots == 3 && c.traces == 2, "%u %u %u %u",
+		  c.groups, c.procs, c.slots, c.traces);
+	cr_expect_null(sockmem_group_at(seg, 7));
+	sockmem_header(seg)->group_capacity = 7;
+	sockmem_close(seg);
+}
+
+Test(segment, default_namespace_is_the_effective_uid)
+{
+	char buf[SOCKMEM_NS_MAX], want[SOCKMEM_NS_MAX];
+
+	snprintf(want, sizeof(want), "u%u", (unsigned)geteuid());
+	cr_expect_str_eq(sockmem_default_ns(buf, sizeof(buf)), want);
 }
 
 /* ---- the header is read once (issue 7, finding F5) ---- */
