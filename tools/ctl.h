@@ -33,6 +33,7 @@ struct ctl {
 	const char *cmd;     /* the command being run ("stat"), for messages */
 	const char *ns;	     /* namespace; NULL: the core's default */
 	const char *ns_from; /* where ns came from: "--namespace" or the variable */
+	bool allow_foreign;  /* --allow-foreign: read another user's segment */
 	const char *env_lib; /* SOCKMEM_LIB (run: preload library override) */
 	char **environ;	     /* the environment given to `run`'s command */
 };

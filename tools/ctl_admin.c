@@ -191,8 +191,20 @@ int ctl_cmd_reset_peak(struct ctl *ctx, int argc, char **argv)
  * is gone and the bytes their record and slots hold. The explicit reap then
  * catches what died in between.
  */
+/* a + b, saturating: the figures come from the segment, which any member
+ * can fill with values whose sum overflows. */
+static int64_t add_sat(int64_t a, int64_t b)
+{
+	int64_t r;
+
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
 static int scan_dead(const struct ctl *ctx, int64_t *bytes)
 {
+	struct sockmem_capacities caps;
 	sockmem_seg_t *seg;
 	uint32_t nprocs, nslots;
 	int n = 0;
@@ -200,20 +212,22 @@ static int scan_dead(const struct ctl *ctx, int64_t *bytes)
 	*bytes = 0;
 	if (ctl_open(ctx, CTL_READ, &seg) != CTL_OK)
 		return -1;
-	nprocs = sockmem_header(seg)->proc_capacity;
-	nslots = sockmem_header(seg)->slot_capacity;
+	sockmem_capacities(seg, &caps);
+	nprocs = caps.procs;
+	nslots = caps.slots;
 	for (uint32_t i = 0; i < nprocs; i++) {
 		struct sockmem_proc *p = sockmem_proc_at(seg, i);
 
 		if (!p || atomic_load(&p->state) != SOCKMEM_LIVE || ctl_proc_alive(p))
 			continue;
 		n++;
-		*bytes += atomic_load(&p->sock);
+		*bytes = add_sat(*bytes, atomic_load(&p->sock));
 		for (uint32_t s = 0; s < nslots; s++) {
 			struct sockmem_slot *sl = sockmem_slot_at(seg, s);
 
 			if (sl && sl->proc == i && atomic_load(&sl->state) == SOCKMEM_LIVE)
-				*bytes += atomic_load(&sl->stock) + atomic_load(&sl->sock);
+				*bytes = add_sat(add_sat(*bytes, atomic_load(&sl->stock)),
+						 atomic_load(&sl->sock));
 		}
 	}
 	sockmem_close(seg);

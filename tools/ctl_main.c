@@ -29,7 +29,7 @@ static const struct ctl_cmd commands[] = {
 
 static void print_help(void)
 {
-	printf("Usage: sockmemctl [--namespace NS] COMMAND [ARGS...]\n"
+	printf("Usage: sockmemctl [--namespace NS] [--allow-foreign] COMMAND [ARGS...]\n"
 	       "       sockmemctl COMMAND --help\n"
 	       "\n"
 	       "See and steer sockmem's socket-memory groups.\n"
@@ -40,7 +40,12 @@ static void print_help(void)
 	printf("\n"
 	       "Options:\n"
 	       "  -n, --namespace NS  the segment /dev/shm/sockmem-NS to use (default:\n"
-	       "                      $SOCKMEM_NAMESPACE, else the per-user default u<uid>)\n"
+	       "                      $SOCKMEM_NAMESPACE, else the per-user default u<euid>)\n"
+	       "      --allow-foreign open a segment owned by another user, or with a mode\n"
+	       "                      wider than 0600, which is refused otherwise; only for\n"
+	       "                      the commands that read (list, stat, watch, record,\n"
+	       "                      traces), which map it read-only. The segment must\n"
+	       "                      still be valid (its header names the file's owner).\n"
 	       "  -h, --help          this help\n"
 	       "  -V, --version       print the version\n"
 	       "\n"
@@ -68,6 +73,7 @@ static int parse_globals(struct ctl *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"namespace", required_argument, NULL, 'n'},
+		{"allow-foreign", no_argument, NULL, 'F'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -79,6 +85,9 @@ static int parse_globals(struct ctl *ctx, int argc, char **argv)
 		case 'n':
 			ctx->ns = optarg;
 			ctx->ns_from = "--namespace";
+			break;
+		case 'F':
+			ctx->allow_foreign = true;
 			break;
 		case 'h':
 			print_help();

@@ -332,6 +332,9 @@ static const char *secure_exec_reason(const char *path, const struct stat *st)
 
 	if (statvfs(path, &vfs) == 0 && (vfs.f_flag & ST_NOSUID))
 		return NULL; /* the bits are ignored on this mount */
+	/* The real uid on purpose (unlike the namespace, which follows the
+	 * effective uid): exec enters secure mode when the program's effective
+	 * uid will differ from the real one. */
 	if ((st->st_mode & S_ISUID) && st->st_uid != getuid())
 		return "setuid";
 	if ((st->st_mode & S_ISGID) && (st->st_mode & S_IXGRP) && st->st_gid != getgid())

@@ -366,6 +366,7 @@ static int parse_stat_args(struct ctl *ctx, int argc, char **argv, enum stat_for
 
 int ctl_cmd_stat(struct ctl *ctx, int argc, char **argv)
 {
+	struct sockmem_capacities caps;
 	struct stat_ctx sc = {0};
 	enum stat_format fmt;
 	int rc;
@@ -376,7 +377,8 @@ int ctl_cmd_stat(struct ctl *ctx, int argc, char **argv)
 	rc = ctl_open(ctx, CTL_READ, &sc.seg);
 	if (rc != CTL_OK)
 		return rc;
-	sc.maxpids = (int)sockmem_header(sc.seg)->proc_capacity;
+	sockmem_capacities(sc.seg, &caps);
+	sc.maxpids = (int)caps.procs;
 	sc.pids = calloc(sc.maxpids ? (size_t)sc.maxpids : 1, sizeof(*sc.pids));
 	if (!sc.pids)
 		rc = ctl_fail(CTL_ERR, "out of memory");

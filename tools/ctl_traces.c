@@ -108,10 +108,14 @@ static bool record_group(sockmem_seg_t *seg, const struct sockmem_trace *t, cons
 /* Copy the matching records out. Returns the count or -ENOMEM. */
 static int collect(sockmem_seg_t *seg, const char *root, struct site **out)
 {
-	uint32_t cap = sockmem_header(seg)->trace_capacity;
-	struct site *v = calloc(cap ? cap : 1, sizeof(*v));
+	struct sockmem_capacities caps;
+	uint32_t cap;
+	struct site *v;
 	int n = 0;
 
+	sockmem_capacities(seg, &caps);
+	cap = caps.traces;
+	v = calloc(cap ? cap : 1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < cap; i++) {

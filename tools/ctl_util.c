@@ -77,9 +77,8 @@ const char *ctl_ns_name(const struct ctl *ctx, char *buf, size_t len)
 {
 	if (ctx->ns)
 		return ctx->ns;
-	/* The core's documented default (sockmem.h: "u<uid>"). */
-	snprintf(buf, len, "u%u", (unsigned)getuid());
-	return buf;
+	/* The core's own default ("u<euid>"), so both name the same segment. */
+	return sockmem_default_ns(buf, len);
 }
 
 int ctl_open(const struct ctl *ctx, enum ctl_open_mode mode, sockmem_seg_t **seg)
@@ -88,11 +87,20 @@ int ctl_open(const struct ctl *ctx, enum ctl_open_mode mode, sockmem_seg_t **seg
 		.ns = ctx->ns,
 		.create = mode == CTL_CREATE,
 		.readonly = mode == CTL_READ,
+		.allow_foreign = ctx->allow_foreign,
 	};
 	char err[SOCKMEM_ERRLEN] = "", nsbuf[32], shm[SOCKMEM_NS_MAX + 16];
 	const char *ns = ctl_ns_name(ctx, nsbuf, sizeof(nsbuf));
 	int rc;
 
+	/* Another user's segment may be looked at, never changed (the reaper
+	 * and `set` would write into it). */
+	if (ctx->allow_foreign && mode != CTL_READ)
+		return ctl_fail(CTL_USAGE,
+				"--allow-foreign is only for commands that read (list, stat, "
+				"watch, record, traces); '%s' changes the segment; see "
+				"'sockmemctl --help'",
+				ctx->cmd ? ctx->cmd : "this command");
 	rc = sockmem_open(&o, seg, err, sizeof(err));
 	if (rc == 0)
 		return CTL_OK;
@@ -113,8 +121,11 @@ int ctl_open(const struct ctl *ctx, enum ctl_open_mode mode, sockmem_seg_t **seg
 	if (rc == -EACCES || rc == -EPERM)
 		return ctl_fail(CTL_ERR,
 				"namespace '%s': %s; use a namespace of your own "
-				"(--namespace), or fix /dev/shm%s (owner, mode 0600)",
-				ns, err, shm);
+				"(--namespace), or fix /dev/shm%s (owner, mode 0600)%s",
+				ns, err, shm,
+				mode == CTL_READ && !ctx->allow_foreign
+					? ", or read it anyway with --allow-foreign"
+					: "");
 	if (rc == -EPROTO)
 		return ctl_fail(CTL_ERR,
 				"namespace '%s': invalid segment: %s; if no program uses "
@@ -167,10 +178,15 @@ static int path_cmp(const void *a, const void *b)
 
 int ctl_snapshot(sockmem_seg_t *seg, struct sockmem_group_stat **out)
 {
-	uint32_t cap = sockmem_header(seg)->group_capacity, idx;
+	struct sockmem_capacities caps;
 	struct sockmem_group_stat *st;
+	uint32_t cap, idx;
 	int n = 0;
 
+	/* The validated capacity: the header in the segment is writable by
+	 * every member and could say anything by now. */
+	sockmem_capacities(seg, &caps);
+	cap = caps.groups;
 	st = calloc(cap ? cap : 1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
@@ -244,13 +260,15 @@ static bool has_pid(const int32_t *pids, int n, int32_t pid)
 
 int ctl_member_pids(sockmem_seg_t *seg, uint32_t idx, int32_t *pids, int max)
 {
-	uint32_t cap = sockmem_header(seg)->proc_capacity;
 	struct sockmem_group *g = sockmem_group_at(seg, idx);
-	uint32_t gen;
+	struct sockmem_capacities caps;
+	uint32_t gen, cap;
 	int n = 0;
 
 	if (!g)
 		return 0;
+	sockmem_capacities(seg, &caps);
+	cap = caps.procs;
 	gen = atomic_load_explicit(&g->generation, memory_order_acquire);
 	for (uint32_t i = 0; i < cap && n < max; i++) {
 		struct sockmem_proc *p = sockmem_proc_at(seg, i);

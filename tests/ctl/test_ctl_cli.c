@@ -4,11 +4,14 @@
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctl_harness.h"
+#include "sockmem/sockmem.h"
 
 TestSuite(cli, .init = h_setup, .fini = h_teardown, .timeout = 60);
 
@@ -193,6 +196,120 @@ Test(cli, foreign_segment_is_refused)
 	}
 	cr_assert_eq(chmod(path, 0644), 0);
 	expect_refused("your own");
+}
+
+/* Give the segment away as another user would own it: file and header
+ * (root only), else only widen its mode (refused just the same). Returns the
+ * message a plain attach gives. */
+static const char *make_foreign(void)
+{
+	const char *path = h_fmt("/dev/shm/sockmem-%s", h_ns());
+	uint32_t uid = 65534;
+	int fd;
+
+	if (geteuid() != 0) {
+		cr_assert_eq(chmod(path, 0644), 0);
+		return "wider than 0600";
+	}
+	fd = open(path, O_RDWR);
+	cr_assert(fd >= 0);
+	cr_assert_eq(pwrite(fd, &uid, sizeof(uid), offsetof(struct sockmem_header, owner_uid)),
+		     (ssize_t)sizeof(uid));
+	cr_assert_eq(fchown(fd, uid, uid), 0);
+	close(fd);
+	return "owned by uid 65534";
+}
+
+/* --allow-foreign (threat model G8): reading commands look at another
+ * user's segment, read-only; writing commands refuse the option. */
+Test(cli, allow_foreign_reads_only)
+{
+	const char *const *reads[] = {
+		(const char *const[]){"--allow-foreign", "list", NULL},
+		(const char *const[]){"--allow-foreign", "stat", "g", "--json", NULL},
+		(const char *const[]){"--allow-foreign", "stat", "--prometheus", NULL},
+		(const char *const[]){"--allow-foreign", "watch", "--count", "1", NULL},
+		(const char *const[]){"--allow-foreign", "traces", "g", NULL},
+	};
+	const char *const *writes[] = {
+		(const char *const[]){"--allow-foreign", "set", "g", "max=2M", NULL},
+		(const char *const[]){"--allow-foreign", "rm", "g", NULL},
+		(const char *const[]){"--allow-foreign", "reset-peak", "g", NULL},
+		(const char *const[]){"--allow-foreign", "reap", NULL},
+	};
+	const char *why;
+	struct h_out r;
+	struct stat st0, st1;
+
+	cr_assert_eq(CTL(&r, "set", "g", "max=1M"), 0, "%s", r.err);
+	h_free(&r);
+	why = make_foreign();
+	cr_assert_eq(CTL(&r, "list"), 1);
+	cr_assert(h_one_line(r.err) && strstr(r.err, why) && strstr(r.err, "--allow-foreign"),
+		  "the refusal should say how to read it anyway: %s", r.err);
+	h_free(&r);
+	cr_assert_eq(stat(h_fmt("/dev/shm/sockmem-%s", h_ns()), &st0), 0);
+	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+		cr_assert_eq(h_ctl(&r, reads[i]), 0, "%s: %d %s", reads[i][1], r.status, r.err);
+		cr_assert(strstr(r.out, "g"), "%s: %s", reads[i][1], r.out);
+		h_free(&r);
+	}
+	cr_assert_eq(CTL(&r, "--allow-foreign", "stat", "g", "--json"), 0);
+	cr_assert(strstr(r.out, "\"max\":1048576"), "%s", r.out);
+	h_free(&r);
+	for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+		cr_assert_eq(h_ctl(&r, writes[i]), 2, "%s: %d %s", writes[i][1], r.status, r.err);
+		cr_assert(h_one_line(r.err) && strstr(r.err, "--allow-foreign is only for") &&
+				  strstr(r.err, h_fmt("'%s' changes the segment", writes[i][1])),
+			  "%s", r.err);
+		h_free(&r);
+	}
+	/* Nothing wrote to it: same size, same modification time. */
+	cr_assert_eq(stat(h_fmt("/dev/shm/sockmem-%s", h_ns()), &st1), 0);
+	cr_expect(st0.st_size == st1.st_size && st0.st_mtim.tv_sec == st1.st_mtim.tv_sec &&
+			  st0.st_mtim.tv_nsec == st1.st_mtim.tv_nsec,
+		  "the foreign segment was modified");
+	/* Still validated: a header that disagrees with the file's owner. */
+	if (geteuid() == 0) {
+		uint32_t uid = 0;
+		int fd = open(h_fmt("/dev/shm/sockmem-%s", h_ns()), O_RDWR);
+
+		cr_assert(fd >= 0);
+		cr_assert_eq(
+			pwrite(fd, &uid, sizeof(uid), offsetof(struct sockmem_header, owner_uid)),
+			(ssize_t)sizeof(uid));
+		close(fd);
+		cr_assert_eq(CTL(&r, "--allow-foreign", "list"), 1);
+		cr_assert(h_one_line(r.err) && strstr(r.err, "header says owner uid 0"), "%s",
+			  r.err);
+		h_free(&r);
+	}
+	cr_assert_eq(CTL(&r, "--help"), 0);
+	cr_assert(strstr(r.out, "--allow-foreign"), "not in --help");
+	h_free(&r);
+}
+
+/* The default namespace follows the effective uid, as in the core (threat
+ * model G7): with real uid 65534 and effective uid 0, sockmemctl names u0
+ * (read-only: stat of a group that does not exist changes nothing). */
+Test(cli, default_namespace_is_the_effective_uid)
+{
+	static const char *const env[] = {"SOCKMEM_NAMESPACE=", NULL};
+	char want[64];
+	struct h_out r;
+
+	if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0)
+		cr_skip_test("needs root and setpriv(1) to run with real uid != effective uid");
+	h_env(env);
+	h_run(&r,
+	      (const char *const[]){"/usr/bin/setpriv", "--ruid", "65534", "--euid", "0",
+				    h_build("sockmemctl"), "stat", "no-such-group-g7", NULL},
+	      NULL);
+	snprintf(want, sizeof(want), "namespace 'u%u'", (unsigned)geteuid());
+	cr_assert_eq(r.status, 1, "%d %s", r.status, r.err);
+	cr_assert(h_one_line(r.err) && strstr(r.err, want) && !strstr(r.err, "u65534"), "%s",
+		  r.err);
+	h_free(&r);
 }
 
 /* traces itself is tested in tests/traces (H9). */
