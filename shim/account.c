@@ -46,6 +46,10 @@ static struct sockmem_cache *tcache_attach(void)
 
 	if (proc == SOCKMEM_NONE)
 		return NULL;
+	if (sm_cfg.batch == 0) { /* SOCKMEM_BATCH=0: every charge goes to the counter */
+		sm_tcache_uncached(); /* (the core reads batch 0 as its default) */
+		return tc_attached ? &tc : NULL;
+	}
 	sm_nest++;
 	SM_SAVE_ERRNO(rc = sockmem_cache_attach(sm_seg, proc, sm_cfg.batch, &tc));
 	if (rc == 0 || rc == -ENOSPC) { /* -ENOSPC: works uncached */

@@ -68,7 +68,8 @@ struct sockmem_cache *sm_tcache(void);
  * the slot belongs to the parent's thread). */
 void sm_tcache_forget(void);
 /* The helper thread charges straight to the counter (no slot): it never
- * exits while the process lives, so a cache would hold stock for ever. */
+ * exits while the process lives, so a cache would hold stock for ever. So
+ * does every thread with SOCKMEM_BATCH=0 (no caching). */
 void sm_tcache_uncached(void);
 /* Detach the calling thread's cache (thread exit, process exit). */
 void sm_tcache_detach(void);
