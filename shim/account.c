@@ -46,7 +46,7 @@ static struct sockmem_cache *tcache_attach(void)
 
 	if (proc == SOCKMEM_NONE)
 		return NULL;
-	if (sm_cfg.batch == 0) { /* SOCKMEM_BATCH=0: every charge goes to the counter */
+	if (sm_cfg.batch == 0) {      /* SOCKMEM_BATCH=0: every charge goes to the counter */
 		sm_tcache_uncached(); /* (the core reads batch 0 as its default) */
 		return tc_attached ? &tc : NULL;
 	}
@@ -215,6 +215,25 @@ static bool owner_holds(int fd, const struct sm_sock *st)
 		return false; /* closed, reused, or the owner is gone */
 	/* kcmp unavailable (seccomp, no CONFIG_KCMP): only a dead owner lets go. */
 	return !(kill(st->owner_pid, 0) < 0 && errno == ESRCH);
+}
+
+int sm_sock_holder(int fd)
+{
+	struct sockmem_proc *p;
+
+	for (uint32_t i = 0; (p = sockmem_proc_at(sm_seg, i)) != NULL; i++) {
+		int pid = p->pid;
+		long rc;
+
+		if (atomic_load(&p->state) != SOCKMEM_LIVE || pid == sm_pid || pid <= 0)
+			continue;
+		rc = syscall(SYS_kcmp, sm_pid, pid, KCMP_FILE, fd, fd);
+		if (rc == 0)
+			return pid;
+		if (rc < 0 && errno != EBADF && errno != ESRCH)
+			return -1; /* EPERM (seccomp, ptrace policy), ENOSYS */
+	}
+	return 0;
 }
 
 /*

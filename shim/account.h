@@ -28,6 +28,10 @@ void sm_sock_set(struct sm_sock *st, int64_t t);
 /* Count a newly created own socket in the group and process records. */
 void sm_sock_opened(void);
 
+/* Constructor (lifecycle.c): account the sockets already open when this
+ * image loaded (created by an earlier constructor, or inherited over exec). */
+void sm_adopt_existing(void);
+
 /* Reconcile st against SO_MEMINFO on fd. Returns false when fd is no longer
  * a socket (a stale entry). Preserves errno. */
 bool sm_reconcile(int fd, struct sm_sock *st);

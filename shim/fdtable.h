@@ -86,6 +86,10 @@ struct sm_sock {
 };
 
 #define SM_EPOCH_ADOPTING UINT32_MAX
+/* A socket this image found open at load (inherited over exec) while
+ * another member still held it at the same fd number: owner_pid is that
+ * member, and it is adopted like a fork child's (sm_epoch starts at 1). */
+#define SM_EPOCH_FOREIGN 0u
 
 /*
  * A state is this process's own (charged) unless it was inherited over fork
@@ -152,10 +156,14 @@ void sm_fd_for_each(void (*fn)(int fd, struct sm_sock *st, void *arg), void *arg
  * called inside a read-side critical section. */
 void sm_sock_recycle(void);
 
-/* account.c: the socket's final release (returns its whole charge). */
 /* account.c: take over an inherited socket if its owner no longer holds it
  * (slow path; true if this process charges it now). */
 bool sm_sock_adopt(int fd, struct sm_sock *st);
+/* account.c: the socket's final release (returns its whole charge). */
 void sm_sock_release(struct sm_sock *st);
+/* account.c: the pid of another live member of the segment that holds fd's
+ * open file at the same fd number; 0 if none does; -1 if kcmp cannot tell.
+ * Slow path (one kcmp per live member). */
+int sm_sock_holder(int fd);
 
 #endif /* SOCKMEM_SHIM_FDTABLE_H */

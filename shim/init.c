@@ -182,6 +182,7 @@ __attribute__((constructor)) static void sm_init(void)
 	sm_account_init();
 	sm_buf_sysctl_init();
 	sm_limit_refresh();
+	sm_adopt_existing(); /* sockets an earlier constructor or exec left open */
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	/* Release: publishes everything above to threads that test it. */
 	atomic_store_explicit(&sm_active, true, memory_order_release);

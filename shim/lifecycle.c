@@ -89,6 +89,87 @@ static void track_new(int fd, int family, int type)
 		sm_sock_put(old);
 }
 
+/* ---- sockets already open at load (F7) ---------------------------------- */
+
+/*
+ * A socket created before our constructor ran (by an earlier constructor,
+ * or inherited over exec) never went through socket()/accept() here. The
+ * constructor lists /proc/self/fd once and gives each accounted socket a
+ * state, as track_new would have. If another live member holds the same
+ * open file at the same fd number (fork then exec: the parent still has
+ * its copy, and charges it), the state is inherited, not owned: it is
+ * adopted like a fork child's (sm_sock_adopt), on use or on a tick, once
+ * that member lets go; a socket is never charged by two members at once.
+ * Cost: one open and getdents at load, an fstat per fd, two getsockopt and
+ * one kcmp per live member for each socket found; nothing on the data path.
+ * Not seen: a holder that has the file at another fd number (then both
+ * charge it until one closes), members of another namespace.
+ */
+static void adopt_one(int fd)
+{
+	int family = 0, type = 0, holder;
+	socklen_t len = sizeof(int);
+	struct sm_sock *st;
+	struct stat sb;
+
+	if (sm_fd_peek(fd) || fstat(fd, &sb) != 0 || !S_ISSOCK(sb.st_mode) ||
+	    libc_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len) != 0 ||
+	    libc_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || !accounted(family, type))
+		return;
+	holder = sm_sock_holder(fd);
+	if (holder < 0) {
+		sm_log_once(SM_LOG_INFO, "kcmp unavailable: sockets open at load are unaccounted");
+		return;
+	}
+	st = sm_sock_new(family, type, (uint64_t)sb.st_ino);
+	if (!st)
+		return;
+	if (holder > 0) {
+		atomic_store_explicit(&st->epoch, SM_EPOCH_FOREIGN, memory_order_relaxed);
+		st->owner_pid = holder;
+	}
+	if (!sm_fd_install(fd, st) || holder > 0)
+		return;
+	sm_sock_opened();
+	sm_reconcile(fd, st); /* charge what it holds already */
+	sm_buf_new_socket(fd, st);
+}
+
+struct dirent64_raw {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
+void sm_adopt_existing(void)
+{
+	char buf[2048] __attribute__((aligned(8)));
+	int dfd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/fd",
+			       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	long n;
+
+	if (dfd < 0) {
+		sm_log(SM_LOG_INFO, "no /proc/self/fd: sockets open at load are unaccounted");
+		return;
+	}
+	while ((n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < n;) {
+			const struct dirent64_raw *d = (const void *)(buf + off);
+			const char *c = d->d_name;
+			long fd = 0;
+
+			off += d->d_reclen;
+			for (; *c >= '0' && *c <= '9' && fd < SM_FD_MAX; c++)
+				fd = fd * 10 + (*c - '0');
+			if (*c == '\0' && c != d->d_name && fd < SM_FD_MAX && fd != dfd)
+				adopt_one((int)fd);
+		}
+	}
+	syscall(SYS_close, dfd);
+}
+
 /* new_fd now refers to old_fd's open file (dup family). */
 static void track_dup(int old_fd, int new_fd)
 {
