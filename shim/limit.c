@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <linux/sock_diag.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -151,15 +152,109 @@ static int sleep_ns(uint64_t ns)
 }
 
 /*
- * One slice of waiting: until the socket is writable again (its queue
- * drained below the moderated send buffer), the slice ends, or the
- * deadline. 0: try again; 1: the socket has an error or hung up (let the
- * real call report it); -1: errno EAGAIN (deadline) or EINTR.
+ * Signals during a wait at max. The kernel's blocking send
+ * (sk_stream_wait_memory) returns what it already copied if a signal is
+ * pending; with nothing copied it fails with -ERESTARTSYS when the socket
+ * has no SO_SNDTIMEO, which the kernel turns into a transparent restart if
+ * the handler has SA_RESTART (EINTR otherwise), and with -EINTR when the
+ * socket has a timeout (signal(7): EINTR regardless of SA_RESTART). A
+ * signal that is ignored, or whose default action is to ignore, does not
+ * interrupt. poll() alone cannot tell (it never restarts), so during the
+ * wait the signals the program has not blocked (synchronous ones aside)
+ * are blocked and watched through a signalfd: when one is pending, its
+ * disposition is read, it is unblocked for a moment so its handler runs
+ * as usual, and the wait restarts or ends with EINTR as the kernel's would.
+ * A continuation of a send already partly sent returns its count on EINTR
+ * (io.c); after a restarting handler it keeps waiting, as if the signal had
+ * come before the call. If no signalfd can be had (EMFILE), any signal
+ * ends the wait with EINTR.
  */
-static int wait_slice(int fd, uint64_t deadline)
+struct sigw {
+	sigset_t old;	/* the thread's mask before the wait */
+	sigset_t watch; /* signals that may interrupt the wait */
+	int fd;		/* signalfd on watch, or -1 */
+};
+
+static void sigw_begin(struct sigw *w)
+{
+	static const int sync_sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+	int saved = errno;
+	sigset_t all;
+
+	w->fd = -1;
+	sigfillset(&all); /* glibc leaves out its internal signals */
+	for (size_t i = 0; i < sizeof(sync_sigs) / sizeof(sync_sigs[0]); i++)
+		sigdelset(&all, sync_sigs[i]);
+	if (pthread_sigmask(SIG_BLOCK, &all, &w->old) != 0) {
+		errno = saved;
+		return;
+	}
+	w->watch = all;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(&w->old, sig) == 1)
+			sigdelset(&w->watch, sig);
+	w->fd = signalfd(-1, &w->watch, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (w->fd < 0)
+		pthread_sigmask(SIG_SETMASK, &w->old, NULL);
+	errno = saved;
+}
+
+/* Restore the mask (signals that came meanwhile are delivered now). */
+static void sigw_end(struct sigw *w)
+{
+	int saved = errno;
+
+	if (w->fd < 0)
+		return;
+	libc_close(w->fd);
+	w->fd = -1;
+	pthread_sigmask(SIG_SETMASK, &w->old, NULL);
+	errno = saved;
+}
+
+/* A watched signal is pending: run its handler (unblock, block again).
+ * 0: keep waiting; -1: errno EINTR. `timed`: the socket has SO_SNDTIMEO. */
+static int sigw_deliver(struct sigw *w, bool timed)
+{
+	bool handled = false, restart = true;
+	sigset_t pend;
+
+	if (sigpending(&pend) != 0)
+		sigemptyset(&pend);
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sigismember(&w->watch, sig) != 1 || sigismember(&pend, sig) != 1 ||
+		    sigaction(sig, NULL, &sa) != 0)
+			continue;
+		/* Ignored, or a default action (ignore, stop, terminate):
+		 * the kernel's wait would not return to the program either. */
+		if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
+			continue;
+		handled = true;
+		if (!(sa.sa_flags & SA_RESTART))
+			restart = false;
+	}
+	pthread_sigmask(SIG_SETMASK, &w->old, NULL); /* the handlers run here */
+	pthread_sigmask(SIG_BLOCK, &w->watch, NULL);
+	if (handled && (timed || !restart)) {
+		errno = EINTR;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * One slice of waiting: until the socket is writable again (its queue
+ * drained below the moderated send buffer), the slice ends, the deadline,
+ * or a signal. 0: try again; 1: the socket has an error or hung up (let
+ * the real call report it); -1: errno EAGAIN (deadline) or EINTR.
+ */
+static int wait_slice(int fd, uint64_t deadline, struct sigw *w)
 {
 	uint64_t now = sockmem_now_ns(), slice = SLICE_MS * 1000000ull;
-	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	struct pollfd p[2] = {{.fd = fd, .events = POLLOUT}, {.fd = w->fd, .events = POLLIN}};
+	nfds_t np = w->fd >= 0 ? 2 : 1;
 	int r;
 
 	if (deadline && now >= deadline) {
@@ -168,15 +263,22 @@ static int wait_slice(int fd, uint64_t deadline)
 	}
 	if (deadline && deadline - now < slice)
 		slice = deadline - now;
-	r = poll(&p, 1, (int)((slice + 999999) / 1000000));
-	if (r < 0)
-		return errno == EINTR ? -1 : 0;
-	if (r > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)))
+	r = poll(p, np, (int)((slice + 999999) / 1000000));
+	if (r < 0) /* with the signalfd, only unwatched (internal) signals */
+		return errno == EINTR && np == 1 ? -1 : 0;
+	if (np == 2 && (p[1].revents & POLLIN))
+		return sigw_deliver(w, deadline != 0);
+	if (r > 0 && (p[0].revents & (POLLERR | POLLHUP | POLLNVAL)))
 		return 1;
 	/* Writable at once yet refused (a tiny queue the moderation cannot
 	 * make unwritable): sleep out the slice rather than spin. */
-	if (r > 0 && sockmem_now_ns() - now < slice / 4 && sleep_ns(slice) != 0)
-		return -1;
+	if (r > 0 && sockmem_now_ns() - now < slice / 4) {
+		if (np == 1)
+			return sleep_ns(slice) != 0 ? -1 : 0;
+		r = poll(&p[1], 1, (int)((slice + 999999) / 1000000));
+		if (r > 0 && (p[1].revents & POLLIN))
+			return sigw_deliver(w, deadline != 0);
+	}
 	return 0;
 }
 
@@ -250,6 +352,7 @@ out:
 int sm_admit(int fd, int64_t n, int flags, struct sm_adm *a)
 {
 	int saved = errno, r = 0, err = 0;
+	struct sigw w = {.fd = -1};
 	uint64_t deadline = 0;
 
 	a->on = false;
@@ -268,10 +371,11 @@ int sm_admit(int fd, int64_t n, int flags, struct sm_adm *a)
 				break;
 			}
 			deadline = send_deadline(fd);
+			sigw_begin(&w);
 		}
 		/* sm_nest is down while waiting: a signal handler's own sends
 		 * are accounted as usual. */
-		r = wait_slice(fd, deadline);
+		r = wait_slice(fd, deadline, &w);
 		if (r < 0) {
 			err = errno;
 			break;
@@ -279,6 +383,7 @@ int sm_admit(int fd, int64_t n, int flags, struct sm_adm *a)
 		if (r > 0)
 			break; /* the real call reports the socket's error */
 	}
+	sigw_end(&w);
 	if (err) {
 		errno = err;
 		return -1;

@@ -15,6 +15,13 @@
  *   epoll PORT SEC       connect non-blocking, write 64K blocks whenever
  *                        epoll says writable, for SEC seconds; print
  *                        "epoll WAKEUPS EAGAINS SENT".
+ *   sig PORT RESTART TIMEO_MS ALARM_MS
+ *                        connect, set SO_SNDTIMEO to TIMEO_MS (0: none),
+ *                        install a SIGALRM handler (SA_RESTART if RESTART
+ *                        is 1), print "blocking", arm it ALARM_MS ahead and
+ *                        send 64K blocks (blocking) until the send during
+ *                        which the handler ran returns; print "sig RC ERRNO
+ *                        MS HANDLED" (MS: from arming to that return).
  *   idle PORT K          connect K times, print "ready", then wait for EOF
  *                        on stdin (sockets untouched).
  *   accept PORT K        listen, print "ready", accept K connections and
@@ -27,6 +34,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +42,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -289,6 +298,45 @@ static int cmd_epoll(int port, int sec)
 	return 0;
 }
 
+static volatile sig_atomic_t handled;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	handled++;
+}
+
+static int cmd_sig(int port, int restart, int timeo_ms, int alarm_ms)
+{
+	struct timeval tv = {.tv_sec = timeo_ms / 1000, .tv_usec = (timeo_ms % 1000) * 1000};
+	struct itimerval it = {.it_value = {alarm_ms / 1000, (alarm_ms % 1000) * 1000}};
+	struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = restart ? SA_RESTART : 0};
+	int fd = dial(port);
+	int64_t t0;
+	ssize_t r = 0;
+	int err = 0;
+
+	if (timeo_ms > 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGALRM, &sa, NULL) != 0)
+		die("sigaction");
+	printf("blocking\n");
+	t0 = now_ms();
+	if (setitimer(ITIMER_REAL, &it, NULL) != 0)
+		die("setitimer");
+	/* Blocking sends until the one during which the handler ran. */
+	for (int i = 0; i < 100000 && !handled; i++) {
+		r = send(fd, payload, sizeof(payload), 0);
+		err = r < 0 ? errno : 0;
+		if (r < 0 && errno != EINTR)
+			break;
+	}
+	printf("sig %lld %d %lld %d\n", (long long)r, err, (long long)(now_ms() - t0),
+	       (int)handled);
+	return 0;
+}
+
 static int cmd_idle(int port, int k)
 {
 	for (int i = 0; i < k; i++)
@@ -322,6 +370,8 @@ int main(int argc, char **argv)
 		return cmd_block(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 4 && strcmp(argv[1], "epoll") == 0)
 		return cmd_epoll(atoi(argv[2]), atoi(argv[3]));
+	if (argc == 6 && strcmp(argv[1], "sig") == 0)
+		return cmd_sig(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	if (argc == 4 && strcmp(argv[1], "idle") == 0)
 		return cmd_idle(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 4 && strcmp(argv[1], "accept") == 0)

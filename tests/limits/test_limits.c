@@ -266,6 +266,52 @@ Test(limits, blocking_send_sndtimeo, .init = setup, .fini = teardown, .timeout =
 	sockmem_close(seg);
 }
 
+/*
+ * A signal while a blocking send waits at max, as the kernel's own wait
+ * (sk_stream_wait_memory) handles it: a handler with SA_RESTART on a socket
+ * without SO_SNDTIMEO restarts the wait (the send completes once memory is
+ * freed); without SA_RESTART, or with SO_SNDTIMEO, the send fails with
+ * EINTR when the signal comes (signal(7)).
+ */
+static void sig_case(const char *group, const char *restart, const char *timeo, bool completes)
+{
+	struct h_proc peer, snd;
+	char port[16], line[128];
+	long long rc = 0, ms = 0;
+	int err = 0, handled = 0;
+	uint32_t idx;
+	sockmem_seg_t *seg = at_max(group, &peer, port, sizeof(port));
+
+	cr_assert_eq(sockmem_group_lookup(seg, group, &idx), 0);
+	spawn(&snd, true, group, NULL, (const char *[]){"sig", port, restart, timeo, "300", NULL});
+	expect_line(&snd, "blocking", line, sizeof(line), 10000);
+	h_sleep_ms(1000);				 /* the alarm came at 300 ms */
+	sockmem_uncharge(seg, idx, 1 * MiB - 32 * 1024); /* memory freed */
+	expect_line(&snd, "sig ", line, sizeof(line), 10000);
+	cr_assert_eq(sscanf(line, "sig %lld %d %lld %d", &rc, &err, &ms, &handled), 4);
+	fprintf(stderr,
+		"[limits] signal during a wait at max (SA_RESTART %s, SO_SNDTIMEO %s ms): send "
+		"returned %lld errno %d after %lld ms, handler ran %d time(s)\n",
+		restart, timeo, rc, err, ms, handled);
+	cr_expect_eq(handled, 1, "the handler ran %d times", handled);
+	if (completes) {
+		cr_expect_gt(rc, 0, "restarted send failed (errno %d)", err);
+		cr_expect_geq(ms, 900, "returned at %lld ms, before memory was freed", ms);
+	} else {
+		cr_expect_eq(rc, -1);
+		cr_expect_eq(err, EINTR, "errno %d", err);
+		cr_expect(ms >= 250 && ms < 900, "EINTR after %lld ms (alarm at 300)", ms);
+	}
+	sockmem_close(seg);
+}
+
+Test(limits, signal_during_wait_at_max, .init = setup, .fini = teardown, .timeout = 40)
+{
+	sig_case("sgr", "1", "0", true);     /* SA_RESTART, no timeout: restart */
+	sig_case("sgi", "0", "0", false);    /* no SA_RESTART: EINTR */
+	sig_case("sgt", "1", "5000", false); /* SO_SNDTIMEO: EINTR regardless */
+}
+
 Test(limits, epoll_writer_at_max_sleeps, .init = setup, .fini = teardown, .timeout = 30)
 {
 	struct sockmem_group_stat st;
