@@ -22,7 +22,7 @@
  *  - blocking: moderate likewise and wait for the queue to drain (poll
  *    POLLOUT, in slices of at most SLICE_MS so memory freed elsewhere in
  *    the group is noticed too), honouring SO_SNDTIMEO (then EAGAIN) and
- *    returning EINTR if a signal interrupts the wait. The wait depends on
+ *    a signal ends the wait as in the kernel (sigw below). The wait depends on
  *    this socket's peer, not on the group: a proxy that must read elsewhere
  *    before memory frees is saved by the forward-progress rule.
  * No lock and no RCU read-side section is held while waiting or throttled.
