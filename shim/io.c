@@ -19,8 +19,10 @@
 
 #include "account.h"
 #include "fdtable.h"
+#include "internal.h"
 #include "limit.h"
 #include "real.h"
+#include "reclaim.h"
 #include "state.h"
 
 ssize_t __read_chk(int fd, void *buf, size_t nbytes, size_t buflen);
@@ -29,7 +31,6 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
 		       struct sockaddr *addr, socklen_t *addrlen);
 
 #define RX_SKIP (MSG_PEEK | MSG_ERRQUEUE) /* nothing leaves the queue */
-#define IOV_CUT 64 /* vector sends admitted in part: iovecs copied on the stack */
 
 /* An inherited socket in use: try to adopt it (sm_sock_adopt) on the first
  * use after fork and then every SOCKMEM_RECONCILE_BYTES of traffic. */
@@ -165,62 +166,168 @@ static ssize_t lim_buf(enum buf_call k, int fd, const void *b, size_t n, int fl,
 	return (ssize_t)done;
 }
 
+/* Bytes in v (saturated: the kernel refuses a vector over SSIZE_MAX). */
 static int64_t iov_bytes(const struct iovec *v, int n)
 {
 	int64_t sum = 0;
 
 	for (int i = 0; v && i < n; i++)
-		sum += (int64_t)v[i].iov_len;
+		sum = sm_add_sat(sum, v[i].iov_len > INT64_MAX ? INT64_MAX : (int64_t)v[i].iov_len);
 	return sum;
 }
 
-/* The first `lim` bytes of v as a copy in out[] (at most IOV_CUT entries);
- * returns the count, or -1 if it does not fit (then the call is not cut). */
-static int iov_cut(const struct iovec *v, int n, int64_t lim, struct iovec *out)
+/* At most `lim` (> 0) bytes from the start of v, without copying the
+ * vector: its whole pieces that fit, or else the first piece cut (in
+ * *one). */
+static void iov_prefix(const struct iovec *v, int n, int64_t lim, struct iovec *one,
+		       const struct iovec **out, int *outn)
 {
+	int64_t sum = 0;
 	int k = 0;
 
-	for (int i = 0; i < n && lim > 0; i++) {
-		if (k == IOV_CUT)
-			return -1;
-		out[k] = v[i];
-		if ((int64_t)out[k].iov_len > lim)
-			out[k].iov_len = (size_t)lim;
-		lim -= (int64_t)out[k].iov_len;
-		k++;
+	while (k < n && sum + (int64_t)v[k].iov_len <= lim)
+		sum += (int64_t)v[k++].iov_len;
+	if (k > 0 || n == 0) {
+		*out = v;
+		*outn = k;
+		return;
 	}
-	return k;
+	*one = v[0];
+	one->iov_len = (size_t)lim;
+	*out = one;
+	*outn = 1;
 }
 
-/* writev/sendmsg under a limit: one admission; a partial one cuts the
- * vector (returns a short count, as a signal would). */
+/*
+ * writev/sendmsg under a limit, consistent with send/write (lim_buf): each
+ * round admits what is left (a stream in part), sends the admitted prefix
+ * of the vector, and a blocking socket continues until everything is sent
+ * or the kernel itself returns short; a wait interrupted by a signal
+ * returns what was sent. Ancillary data goes with the first round only.
+ */
 static ssize_t lim_vec(int fd, const struct msghdr *m, const struct iovec *v, int n, int fl)
 {
-	struct iovec cut[IOV_CUT];
-	struct msghdr mc;
-	struct sm_adm ad;
 	int64_t total = iov_bytes(v, n);
-	ssize_t rc;
-	int k;
+	size_t done = 0, off = 0; /* off: bytes of v[0] already sent */
 
+	if (n < 0 || total <= 0 || total == INT64_MAX) { /* the kernel's error, or nothing */
+		ssize_t rc = m ? libc_sendmsg(fd, m, fl) : libc_writev(fd, v, n);
+
+		tx(fd, rc);
+		return rc;
+	}
+	for (int round = 0; round < 1 << 20; round++) {
+		int64_t left = total - (int64_t)done, lim;
+		const struct iovec *cv;
+		struct iovec one;
+		struct sm_adm ad;
+		struct msghdr mc;
+		int cn;
+		ssize_t rc;
+
+		if (sm_admit(fd, left, fl, &ad) < 0)
+			return done ? (ssize_t)done : -1;
+		lim = ad.on && ad.got < left ? ad.got : left;
+		if (off > 0) { /* the rest of a piece sent in part */
+			one.iov_base = (char *)v[0].iov_base + off;
+			one.iov_len = v[0].iov_len - off;
+			if ((int64_t)one.iov_len > lim)
+				one.iov_len = (size_t)lim;
+			cv = &one;
+			cn = 1;
+		} else {
+			iov_prefix(v, n, lim, &one, &cv, &cn);
+		}
+		if (m) {
+			mc = *m;
+			mc.msg_iov = (struct iovec *)cv;
+			mc.msg_iovlen = (size_t)cn;
+			if (done) {
+				mc.msg_control = NULL;
+				mc.msg_controllen = 0;
+			}
+			rc = libc_sendmsg(fd, &mc, fl);
+		} else {
+			rc = libc_writev(fd, cv, cn);
+		}
+		adm_done(fd, &ad, rc);
+		if (rc < 0)
+			return done ? (ssize_t)done : rc;
+		done += (size_t)rc;
+		if ((int64_t)done >= total || !continue_send(fd, fl, (size_t)iov_bytes(cv, cn), rc))
+			break;
+		off += (size_t)rc;
+		while (n > 0 && off >= v[0].iov_len) {
+			off -= v[0].iov_len;
+			v++;
+			n--;
+		}
+	}
+	return (ssize_t)done;
+}
+
+/* Bytes of message i of a sendmmsg batch. */
+static int64_t mmsg_len(const struct mmsghdr *v, unsigned int i)
+{
+	const struct msghdr *h = &v[i].msg_hdr;
+
+	return h->msg_iovlen > INT32_MAX ? INT64_MAX : iov_bytes(h->msg_iov, (int)h->msg_iovlen);
+}
+
+/*
+ * sendmmsg under a limit: admitted before the call, like every other send.
+ * The batch is cut to the messages that fit the group's headroom (at least
+ * one) and admitted as one; if the admission is partial (a stream), the
+ * messages that fit whole go, or else the first one cut. A short count is
+ * what sendmmsg(2) documents for a batch the socket cannot take at once.
+ */
+static int lim_mmsg(int fd, struct mmsghdr *v, unsigned int n, int fl)
+{
+	int64_t room = sm_headroom(sm_seg, sm_group), total = 0, fit = 0;
+	struct sm_adm ad;
+	unsigned int k;
+	int rc;
+
+	for (k = 0; k < n; k++) {
+		int64_t b = mmsg_len(v, k);
+
+		if (b == INT64_MAX) { /* the kernel refuses it: no admission */
+			rc = libc_sendmmsg(fd, v, n, fl);
+			if (rc > 0)
+				tx(fd, mmsg_bytes(v, rc));
+			return rc;
+		}
+		if (k > 0 && sm_add_sat(total, b) > room)
+			break;
+		total = sm_add_sat(total, b);
+	}
+	n = k;
 	if (sm_admit(fd, total, fl, &ad) < 0)
 		return -1;
-	if (ad.on && ad.got < total && (k = iov_cut(v, n, ad.got, cut)) >= 0) {
-		v = cut;
+	if (ad.on && ad.got < total) {
+		for (k = 0; k < n && fit + mmsg_len(v, k) <= ad.got; k++)
+			fit += mmsg_len(v, k);
+		if (k == 0) { /* a stream's first message, cut */
+			struct msghdr mc = v[0].msg_hdr;
+			const struct iovec *cv;
+			struct iovec one;
+			int cn;
+			ssize_t r;
+
+			iov_prefix(mc.msg_iov, (int)mc.msg_iovlen, ad.got, &one, &cv, &cn);
+			mc.msg_iov = (struct iovec *)cv;
+			mc.msg_iovlen = (size_t)cn;
+			r = libc_sendmsg(fd, &mc, fl);
+			adm_done(fd, &ad, r);
+			if (r < 0)
+				return -1;
+			v[0].msg_len = (unsigned int)r;
+			return 1;
+		}
 		n = k;
-	} else if (ad.on && ad.got < total) { /* too many pieces: admit it all */
-		sm_admit_done(fd, &ad, 0);
-		ad.on = false;
 	}
-	if (m) {
-		mc = *m;
-		mc.msg_iov = (struct iovec *)v;
-		mc.msg_iovlen = (size_t)n;
-		rc = libc_sendmsg(fd, &mc, fl);
-	} else {
-		rc = libc_writev(fd, v, n);
-	}
-	adm_done(fd, &ad, rc);
+	rc = libc_sendmmsg(fd, v, n, fl);
+	adm_done(fd, &ad, rc > 0 ? (ssize_t)mmsg_bytes(v, rc) : rc);
 	return rc;
 }
 
@@ -272,6 +379,8 @@ static inline int io_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int fl)
 
 	if (sm_unlikely(!sm_active))
 		return libc_sendmmsg(fd, v, n, fl);
+	if (v && n > 0 && adm_on(fd))
+		return lim_mmsg(fd, v, n, fl);
 	rc = libc_sendmmsg(fd, v, n, fl);
 	if (rc > 0 && sm_fd_peek(fd))
 		tx(fd, mmsg_bytes(v, rc));

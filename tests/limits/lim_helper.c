@@ -22,6 +22,10 @@
  *                        send 64K blocks (blocking) until the send during
  *                        which the handler ran returns; print "sig RC ERRNO
  *                        MS HANDLED" (MS: from arming to that return).
+ *   mmsg PORT MS         connect non-blocking and, for MS ms, send batches
+ *                        of 16 x 64K with sendmmsg (and 16-piece writev)
+ *                        whenever poll says writable; print "mmsg MSGS
+ *                        BYTES".
  *   idle PORT K          connect K times, print "ready", then wait for EOF
  *                        on stdin (sockets untouched).
  *   accept PORT K        listen, print "ready", accept K connections and
@@ -43,6 +47,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -337,6 +342,42 @@ static int cmd_sig(int port, int restart, int timeo_ms, int alarm_ms)
 	return 0;
 }
 
+static int cmd_mmsg(int port, int ms)
+{
+	struct iovec iov[16];
+	struct mmsghdr mv[16];
+	int fd = dial(port);
+	int64_t end = now_ms() + ms, msgs = 0, bytes = 0;
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	for (int i = 0; i < 16; i++)
+		iov[i] = (struct iovec){.iov_base = payload, .iov_len = sizeof(payload)};
+	while (now_ms() < end) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int r;
+		ssize_t w;
+
+		memset(mv, 0, sizeof(mv));
+		for (int i = 0; i < 16; i++) {
+			mv[i].msg_hdr.msg_iov = &iov[i];
+			mv[i].msg_hdr.msg_iovlen = 1;
+		}
+		r = sendmmsg(fd, mv, 16, 0);
+		if (r < 0 && errno != EAGAIN)
+			die("sendmmsg");
+		for (int i = 0; i < r; i++)
+			bytes += mv[i].msg_len;
+		msgs += r > 0 ? r : 0;
+		w = writev(fd, iov, 16);
+		if (w < 0 && errno != EAGAIN)
+			die("writev");
+		bytes += w > 0 ? w : 0;
+		poll(&p, 1, 50);
+	}
+	printf("mmsg %lld %lld\n", (long long)msgs, (long long)bytes);
+	return 0;
+}
+
 static int cmd_idle(int port, int k)
 {
 	for (int i = 0; i < k; i++)
@@ -372,6 +413,8 @@ int main(int argc, char **argv)
 		return cmd_epoll(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 6 && strcmp(argv[1], "sig") == 0)
 		return cmd_sig(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+	if (argc == 4 && strcmp(argv[1], "mmsg") == 0)
+		return cmd_mmsg(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 4 && strcmp(argv[1], "idle") == 0)
 		return cmd_idle(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 4 && strcmp(argv[1], "accept") == 0)

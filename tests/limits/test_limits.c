@@ -312,6 +312,36 @@ Test(limits, signal_during_wait_at_max, .init = setup, .fini = teardown, .timeou
 	sig_case("sgt", "1", "5000", false); /* SO_SNDTIMEO: EINTR regardless */
 }
 
+/*
+ * sendmmsg and writev are admitted before the call like send: a
+ * non-blocking writer of 16 x 64K batches at max takes the group no
+ * further over max than one forward-progress quantum (64 KiB; charged
+ * after the call, the kernel's whole send buffer went over max).
+ */
+Test(limits, sendmmsg_writev_admitted, .init = setup, .fini = teardown, .timeout = 30)
+{
+	struct sockmem_group_stat st;
+	struct h_proc peer, snd;
+	char port[16], line[128];
+	long long msgs = 0, bytes = 0;
+	sockmem_seg_t *seg = at_max("mm", &peer, port, sizeof(port));
+
+	spawn(&snd, true, "mm", NULL, (const char *[]){"mmsg", port, "1500", NULL});
+	expect_line(&snd, "mmsg ", line, sizeof(line), 10000);
+	cr_assert_eq(sscanf(line, "mmsg %lld %lld", &msgs, &bytes), 2);
+	cr_assert_eq(h_group_stat(ns, "mm", &st), 0);
+	fprintf(stderr,
+		"[limits] sendmmsg/writev at max=1M: %lld messages, %lld bytes sent; group peak "
+		"%lld (max + %lld), failcnt %llu\n",
+		msgs, bytes, (long long)st.peak, (long long)(st.peak - MiB),
+		(unsigned long long)st.failcnt);
+	cr_expect_gt(bytes, 0, "nothing sent (no forward progress)");
+	cr_expect_leq(st.peak, MiB + 64 * 1024, "peak %lld: more than a quantum over max",
+		      (long long)st.peak);
+	cr_expect_gt(st.failcnt, 0);
+	sockmem_close(seg);
+}
+
 Test(limits, epoll_writer_at_max_sleeps, .init = setup, .fini = teardown, .timeout = 30)
 {
 	struct sockmem_group_stat st;
