@@ -181,8 +181,8 @@ static void end_episode(struct sockmem_group *g)
 /* One pass on level lvl; true once the level is below its target. */
 static bool pass(uint32_t lvl, struct sockmem_group *g, bool reconciled)
 {
-	struct top t = {.n = 0};
-	int64_t drained, u;
+	struct top top = {.n = 0};
+	int64_t drained, u, t;
 
 	atomic_fetch_add_explicit(&g->reclaim_passes, 1, memory_order_relaxed);
 	drained = sockmem_drain_caches(sm_seg, lvl);
@@ -190,17 +190,18 @@ static bool pass(uint32_t lvl, struct sockmem_group *g, bool reconciled)
 		atomic_fetch_add_explicit(&g->reclaim_drained, (uint64_t)drained,
 					  memory_order_relaxed);
 	if (!reconciled)
-		sm_fd_for_each(reconcile_one, &t);
+		sm_fd_for_each(reconcile_one, &top);
 	else
-		t.released = sm_tick_released;
-	if (t.released > 0)
-		atomic_fetch_add_explicit(&g->reclaim_reconciled, (uint64_t)t.released,
+		top.released = sm_tick_released;
+	if (top.released > 0)
+		atomic_fetch_add_explicit(&g->reclaim_reconciled, (uint64_t)top.released,
 					  memory_order_relaxed);
 	u = atomic_load(&g->usage);
-	if (u < target_of(g))
+	t = target_of(g); /* any value a member wrote: no u - t overflow */
+	if (u < t)
 		return true;
 	sm_rcu_lock();
-	clamp_largest(g, u - target_of(g));
+	clamp_largest(g, t > 0 ? u - t : u);
 	sm_rcu_unlock();
 	return false;
 }
