@@ -61,9 +61,9 @@ void sm_cache_register_process(void)
 	if (atomic_load(&registered_pid) == me)
 		return;
 	if (!mb_global_supported() || membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) < 0) {
-		if (!sm_cache_fence)
+		if (!__atomic_load_n(&sm_cache_fence, __ATOMIC_RELAXED))
 			sm_log(SM_LOG_INFO, "membarrier unavailable; caches use real fences");
-		sm_cache_fence = true;
+		__atomic_store_n(&sm_cache_fence, true, __ATOMIC_RELAXED);
 	}
 	atomic_thread_fence(memory_order_seq_cst);
 	atomic_store(&registered_pid, me);

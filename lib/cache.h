@@ -46,7 +46,7 @@ static inline bool sm_slot_enter(struct sockmem_slot *s)
 	if (atomic_load_explicit(&s->busy, memory_order_relaxed))
 		return false; /* our own interrupted fast path: don't touch */
 	atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
-	if (sm_unlikely(sm_cache_fence))
+	if (sm_unlikely(__atomic_load_n(&sm_cache_fence, __ATOMIC_RELAXED)))
 		atomic_thread_fence(memory_order_seq_cst);
 	else
 		atomic_signal_fence(memory_order_seq_cst);

@@ -55,7 +55,7 @@ static __attribute__((noinline)) void account_slow(int fd, int64_t n, bool tx)
 	sm_nest++;
 	sm_rcu_lock();
 	st = sm_fd_peek(fd);
-	if (st && sm_likely(sm_active)) { /* re-check: see sm_fini */
+	if (st && sm_likely(sm_active_acquire())) { /* re-check: see sm_fini */
 		if (sm_sock_owned(st)) {
 			if (tx)
 				sm_sock_charge(st, n);
@@ -97,8 +97,7 @@ static int64_t mmsg_bytes(const struct mmsghdr *v, int n)
 /* Admission applies: a limited group, an accounted socket, not re-entered. */
 static inline bool adm_on(int fd)
 {
-	return sm_unlikely(__atomic_load_n(&sm_limit_on, __ATOMIC_RELAXED)) && sm_fd_peek(fd) &&
-	       sm_likely(!sm_nest);
+	return sm_unlikely(sm_limit_is_on()) && sm_fd_peek(fd) && sm_likely(!sm_nest);
 }
 
 /* After the call: settle an admission, or charge as without limits. */
@@ -337,7 +336,7 @@ static inline ssize_t io_send(int fd, const void *b, size_t n, int fl)
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_send(fd, b, n, fl);
 	if (adm_on(fd))
 		return lim_buf(BC_SEND, fd, b, n, fl, NULL, 0);
@@ -351,7 +350,7 @@ static inline ssize_t io_sendto(int fd, const void *b, size_t n, int fl, const s
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_sendto(fd, b, n, fl, a, al);
 	if (adm_on(fd))
 		return lim_buf(BC_SENDTO, fd, b, n, fl, a, al);
@@ -364,7 +363,7 @@ static inline ssize_t io_sendmsg(int fd, const struct msghdr *m, int fl)
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_sendmsg(fd, m, fl);
 	if (m && m->msg_iovlen <= INT32_MAX && adm_on(fd))
 		return lim_vec(fd, m, m->msg_iov, (int)m->msg_iovlen, fl);
@@ -377,7 +376,7 @@ static inline int io_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int fl)
 {
 	int rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_sendmmsg(fd, v, n, fl);
 	if (v && n > 0 && adm_on(fd))
 		return lim_mmsg(fd, v, n, fl);
@@ -391,7 +390,7 @@ static inline ssize_t io_write(int fd, const void *b, size_t n)
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_write(fd, b, n);
 	if (adm_on(fd))
 		return lim_buf(BC_WRITE, fd, b, n, 0, NULL, 0);
@@ -404,7 +403,7 @@ static inline ssize_t io_writev(int fd, const struct iovec *v, int n)
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_writev(fd, v, n);
 	if (adm_on(fd))
 		return lim_vec(fd, NULL, v, n, 0);
@@ -418,7 +417,7 @@ static inline ssize_t io_sendfile(int o, int i, off_t *off, size_t n)
 	struct sm_adm ad = {.on = false};
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_sendfile(o, i, off, n);
 	if (adm_on(o) && sm_admit(o, (int64_t)n, 0, &ad) < 0)
 		return -1;
@@ -432,7 +431,7 @@ static inline ssize_t io_sendfile64(int o, int i, off64_t *off, size_t n)
 	struct sm_adm ad = {.on = false};
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_sendfile64(o, i, off, n);
 	if (adm_on(o) && sm_admit(o, (int64_t)n, 0, &ad) < 0)
 		return -1;
@@ -447,7 +446,7 @@ static inline ssize_t io_splice(int fi, off64_t *oi, int fo, off64_t *oo, size_t
 	struct sm_adm ad = {.on = false};
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_splice(fi, oi, fo, oo, n, fl);
 	if (adm_on(fo) &&
 	    sm_admit(fo, (int64_t)n, (fl & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0, &ad) < 0)
@@ -464,7 +463,7 @@ static inline ssize_t io_recv(int fd, void *b, size_t n, int fl)
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_recv(fd, b, n, fl);
 	rc = libc_recv(fd, b, n, fl);
 	rx(fd, rc, fl);
@@ -476,7 +475,7 @@ static inline ssize_t io_recvfrom(int fd, void *b, size_t n, int fl, struct sock
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_recvfrom(fd, b, n, fl, a, al);
 	rc = libc_recvfrom(fd, b, n, fl, a, al);
 	rx(fd, rc, fl);
@@ -487,7 +486,7 @@ static inline ssize_t io_recvmsg(int fd, struct msghdr *m, int fl)
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_recvmsg(fd, m, fl);
 	rc = libc_recvmsg(fd, m, fl);
 	rx(fd, rc, fl);
@@ -498,7 +497,7 @@ static inline int io_recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int fl,
 {
 	int rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_recvmmsg(fd, v, n, fl, t);
 	rc = libc_recvmmsg(fd, v, n, fl, t);
 	if (rc > 0 && sm_fd_peek(fd))
@@ -510,7 +509,7 @@ static inline ssize_t io_read(int fd, void *b, size_t n)
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_read(fd, b, n);
 	rc = libc_read(fd, b, n);
 	rx(fd, rc, 0);
@@ -521,7 +520,7 @@ static inline ssize_t io_readv(int fd, const struct iovec *v, int n)
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc_readv(fd, v, n);
 	rc = libc_readv(fd, v, n);
 	rx(fd, rc, 0);
@@ -532,7 +531,7 @@ static inline ssize_t io_read_chk(int fd, void *b, size_t n, size_t bl)
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc___read_chk(fd, b, n, bl);
 	rc = libc___read_chk(fd, b, n, bl);
 	rx(fd, rc, 0);
@@ -543,7 +542,7 @@ static inline ssize_t io_recv_chk(int fd, void *b, size_t n, size_t bl, int fl)
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc___recv_chk(fd, b, n, bl, fl);
 	rc = libc___recv_chk(fd, b, n, bl, fl);
 	rx(fd, rc, fl);
@@ -555,7 +554,7 @@ static inline ssize_t io_recvfrom_chk(int fd, void *b, size_t n, size_t bl, int 
 {
 	ssize_t rc;
 
-	if (sm_unlikely(!sm_active))
+	if (sm_unlikely(!sm_is_active()))
 		return libc___recvfrom_chk(fd, b, n, bl, fl, a, al);
 	rc = libc___recvfrom_chk(fd, b, n, bl, fl, a, al);
 	rx(fd, rc, fl);

@@ -328,7 +328,7 @@ static int attempt(int fd, int64_t n, struct sm_adm *a, bool first)
 
 	sm_rcu_lock();
 	st = sm_fd_peek(fd);
-	if (!st || !sm_likely(sm_active) || !sm_sock_owned(st) ||
+	if (!st || !sm_likely(sm_active_acquire()) || !sm_sock_owned(st) ||
 	    (!first && ((const void *)st != a->st || st->ino != a->ino)) || !(c = sm_tcache()))
 		goto out;
 	a->st = st;
@@ -407,7 +407,7 @@ void sm_admit_done(int fd, struct sm_adm *a, ssize_t rc)
 	sm_nest++;
 	sm_rcu_lock();
 	st = sm_fd_peek(fd);
-	if (sm_likely(sm_active) && (c = sm_tcache()) != NULL) {
+	if (sm_likely(sm_active_acquire()) && (c = sm_tcache()) != NULL) {
 		if (sent > a->got) { /* cannot happen (the call was cut to got) */
 			sm_cache_charge(c, sent - a->got, true, NULL);
 			a->got = sent;

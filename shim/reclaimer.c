@@ -63,8 +63,9 @@ void sm_limits_tick_begin(void)
 {
 	sm_limit_refresh();
 	atomic_store_explicit(&sm_buf_share,
-			      sm_limit_on ? sm_budget_share(sm_seg, sm_group, SM_SHARE_MIN_SOCKETS)
-					  : INT64_MAX,
+			      sm_limit_is_on()
+				      ? sm_budget_share(sm_seg, sm_group, SM_SHARE_MIN_SOCKETS)
+				      : INT64_MAX,
 			      memory_order_relaxed);
 	atomic_store_explicit(&sm_buf_pressure, sockmem_under_pressure(sm_seg, sm_group),
 			      memory_order_relaxed);
