@@ -25,7 +25,7 @@ const struct sm_option sm_options[] = {
 	{"SOCKMEM_GROUP", SM_OPT_STRING, OPT(group), SOCKMEM_PATH_MAX, "", 0, 0, "path", NULL,
 	 "Group to charge (\"a/b/c\"); unset: the shim is a pass-through"},
 	{"SOCKMEM_NAMESPACE", SM_OPT_STRING, OPT(ns), SOCKMEM_NS_MAX, "", 0, 0, "name", NULL,
-	 "Shared-memory segment (/dev/shm/sockmem-<name>); unset: per user (u<uid>)"},
+	 "Shared-memory segment (`/dev/shm/sockmem-<name>`); unset: per user (`u<uid>`)"},
 	{"SOCKMEM_MAX", SM_OPT_SIZE, OPT(max), 0, "", 0, SOCKMEM_UNLIMITED, "bytes", NULL,
 	 "Hard limit applied to the group when set (K/M/G/T, 'max')"},
 	{"SOCKMEM_HIGH", SM_OPT_SIZE, OPT(high), 0, "", 0, SOCKMEM_UNLIMITED, "bytes", NULL,

@@ -128,7 +128,9 @@ bool sm_try_charge(sockmem_seg_t *seg, uint32_t group, int64_t nr, uint32_t *fai
 			if (count) {
 				ADD(&g->failcnt, 1);
 				ADD(&g->ev_max, 1);
-				sockmem_enter_pressure(seg, i, sm_pressure_period_ns);
+				sockmem_enter_pressure(
+					seg, i,
+					__atomic_load_n(&sm_pressure_period_ns, __ATOMIC_RELAXED));
 			}
 			if (fail)
 				*fail = i;
@@ -157,7 +159,8 @@ void sockmem_charge(sockmem_seg_t *seg, uint32_t group, int64_t nr)
 
 		if (nu > RLX(&g->max)) {
 			ADD(&g->ev_max, 1);
-			sockmem_enter_pressure(seg, i, sm_pressure_period_ns);
+			sockmem_enter_pressure(
+				seg, i, __atomic_load_n(&sm_pressure_period_ns, __ATOMIC_RELAXED));
 		}
 		charged(seg, i, nu, nr);
 	}

@@ -12,6 +12,12 @@
 
 uint64_t sm_pressure_period_ns = 1000000000u;
 
+void sockmem_set_pressure_period(uint64_t period_ns)
+{
+	if (period_ns > 0)
+		__atomic_store_n(&sm_pressure_period_ns, period_ns, __ATOMIC_RELAXED);
+}
+
 static bool name_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -273,7 +279,9 @@ int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int6
 		atomic_store_explicit(&g->high, nhigh, memory_order_relaxed);
 		atomic_store_explicit(&g->low, nlow, memory_order_relaxed);
 		if (RLX(&g->usage) > nmax)
-			sockmem_enter_pressure(seg, idx, sm_pressure_period_ns);
+			sockmem_enter_pressure(
+				seg, idx,
+				__atomic_load_n(&sm_pressure_period_ns, __ATOMIC_RELAXED));
 	}
 out:
 	sm_table_unlock(seg);

@@ -10,6 +10,7 @@ pkgs=(
   gnuplot-nox                                           # sockmemctl plot, bench plots
   trickle                                               # interposition-cost peer in bench/compare
   clang libclang-rt-14-dev                              # fuzz targets (libFuzzer)
+  valgrind                                              # memcheck of the fault helpers
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine and pass the tests: the default build, then
-# the sanitizer build (ASan+UBSan), each with the whole CTest suite, then a
-# short libFuzzer run of every fuzz target (clang, ASan+UBSan).
+# the sanitizer build (ASan+UBSan), each with the whole CTest suite; the TSan
+# build with its stress tests (label tsan); then a short libFuzzer run of
+# every fuzz target (clang, ASan+UBSan).
 #
 #   FUZZ_SECONDS  seconds per fuzz target (default 20; 0 skips the fuzz stage)
 set -euo pipefail
@@ -15,6 +16,10 @@ for cfg in RelWithDebInfo:build Sanitize:build-san; do
   cmake --build "$dir" -j "$jobs"
   ctest --test-dir "$dir" --output-on-failure --timeout 300 -j 2
 done
+echo "== TSan build (build-tsan): the stress programs as plain executables"
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=TSan >/dev/null
+cmake --build build-tsan -j "$jobs"
+ctest --test-dir build-tsan -L tsan --output-on-failure --timeout 600 -j 2
 fuzz_secs=${FUZZ_SECONDS:-20}
 if ((fuzz_secs > 0)); then
   echo "== fuzz: ${fuzz_secs}s per target (build-fuzz)"

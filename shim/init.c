@@ -172,6 +172,7 @@ __attribute__((constructor)) static void sm_init(void)
 	sm_log_level = (int)sm_cfg.log_level;
 	if (sm_cfg.group[0] == '\0')
 		return; /* pass-through: touch nothing */
+	sockmem_set_pressure_period((uint64_t)sm_cfg.pressure_ms * 1000000u);
 	sm_nest++;
 	sm_pid = (int)syscall(SYS_getpid);
 	if (attach(err, sizeof(err)) != 0) {

@@ -176,6 +176,10 @@ void sockmem_uncharge(sockmem_seg_t *seg, uint32_t group, int64_t nr);
 bool sockmem_under_pressure(sockmem_seg_t *seg, uint32_t group);
 /* Enter pressure for `period_ns` from now (max hit, failed reclaim). */
 void sockmem_enter_pressure(sockmem_seg_t *seg, uint32_t group, uint64_t period_ns);
+/* The pressure period this process's max hits start (default 1 s; the shim
+ * sets SOCKMEM_PRESSURE_MS). Process-wide; 0 is ignored. Call before the
+ * process charges (it is read relaxed by charge paths). */
+void sockmem_set_pressure_period(uint64_t period_ns);
 
 /* ---- processes -------------------------------------------------------- */
 

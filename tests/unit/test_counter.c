@@ -213,3 +213,23 @@ Test(counter, extreme_values_saturate)
 	cr_expect_eq(atomic_load(&sockmem_group_at(t.seg, t.b)->underflows), 1);
 	sockmem_close(t.seg);
 }
+
+/* A max hit puts the refusing level under pressure for the configured
+ * period (SOCKMEM_PRESSURE_MS reaches the core through this setter). */
+Test(counter, pressure_period_is_settable)
+{
+	struct tree t = tree("c-pperiod");
+	struct sockmem_group *c = sockmem_group_at(t.seg, t.c);
+	uint64_t now, until;
+
+	sockmem_set_pressure_period(250u * 1000000u);
+	sockmem_set_pressure_period(0); /* ignored */
+	now = sockmem_now_ns();
+	cr_assert(!sockmem_try_charge(t.seg, t.c, 100001, NULL));
+	until = atomic_load(&c->pressure_until_ns);
+	cr_expect(sockmem_under_pressure(t.seg, t.c));
+	cr_expect_geq(until, now + 250u * 1000000u);
+	cr_expect_leq(until, sockmem_now_ns() + 250u * 1000000u);
+	sockmem_set_pressure_period(1000u * 1000000u); /* the default, for other tests */
+	sockmem_close(t.seg);
+}
