@@ -37,6 +37,11 @@ bool sm_try_charge(sockmem_seg_t *seg, uint32_t group, int64_t nr, uint32_t *fai
 int sm_table_lock(sockmem_seg_t *seg);
 void sm_table_unlock(sockmem_seg_t *seg);
 
+/* The five (max, high, low) states set_limits moves a group through, one
+ * field changed per step, from a valid `from` to a valid `to`: every step
+ * satisfies low <= high <= max (an unlimited high: no watermark). */
+void sm_limits_steps(const int64_t from[3], const int64_t to[3], int64_t steps[5][3]);
+
 /* Group index -> live group, or NULL (out of range / not live). */
 struct sockmem_group *sm_group_live(sockmem_seg_t *seg, uint32_t idx);
 /* The parent of a group, NULL at the top or if the index is out of range. */

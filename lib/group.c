@@ -239,6 +239,43 @@ static int check_limit(int64_t v, const char *what, char *err, size_t errlen)
 
 /* Concurrency: table lock (serialises writers); charges read the limits
  * relaxed and may use the old or the new value while the change lands. */
+static int64_t min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* See core.h. Concurrency: pure function. */
+void sm_limits_steps(const int64_t from[3], const int64_t to[3], int64_t steps[5][3])
+{
+	int64_t h1 = min64(from[1], to[1]);
+
+	if (h1 != SOCKMEM_UNLIMITED)
+		h1 = min64(h1, min64(from[0], to[0]));
+	/* lower low; lower high; set max; set high; set low */
+	steps[0][0] = from[0], steps[0][1] = from[1], steps[0][2] = min64(from[2], to[2]);
+	steps[1][0] = from[0], steps[1][1] = h1, steps[1][2] = steps[0][2];
+	steps[2][0] = to[0], steps[2][1] = h1, steps[2][2] = steps[0][2];
+	steps[3][0] = to[0], steps[3][1] = to[1], steps[3][2] = steps[0][2];
+	steps[4][0] = to[0], steps[4][1] = to[1], steps[4][2] = to[2];
+}
+
+/* One store per step (each step changes one field), in sm_limits_steps'
+ * order: a reader without the lock, or the next lock holder after this one
+ * was killed between two stores, never sees an inconsistent triple (which
+ * validation would refuse). Table lock. */
+static void store_limits(struct sockmem_group *g, int64_t max, int64_t high, int64_t low)
+{
+	const int64_t from[3] = {RLX(&g->max), RLX(&g->high), RLX(&g->low)};
+	const int64_t to[3] = {max, high, low};
+	_Atomic int64_t *field[3] = {&g->max, &g->high, &g->low};
+	static const int which[5] = {2, 1, 0, 1, 2};
+	int64_t steps[5][3];
+
+	sm_limits_steps(from, to, steps);
+	for (int k = 0; k < 5; k++)
+		atomic_store_explicit(field[which[k]], steps[k][which[k]], memory_order_relaxed);
+}
+
 int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int64_t high,
 			     int64_t low, char *err, size_t errlen)
 {
@@ -275,9 +312,7 @@ int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int6
 			     (long long)nlow, nhigh < nmax ? "high" : "max",
 			     (long long)(nhigh < nmax ? nhigh : nmax));
 	} else {
-		atomic_store_explicit(&g->max, nmax, memory_order_relaxed);
-		atomic_store_explicit(&g->high, nhigh, memory_order_relaxed);
-		atomic_store_explicit(&g->low, nlow, memory_order_relaxed);
+		store_limits(g, nmax, nhigh, nlow);
 		if (RLX(&g->usage) > nmax)
 			sockmem_enter_pressure(
 				seg, idx,

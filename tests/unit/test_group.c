@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core.h"
 #include "tutil.h"
 
 TestSuite(group, .fini = t_fini);
@@ -275,4 +276,40 @@ Test(group, stat_with_extreme_stocks)
 	cr_assert_eq(sockmem_group_stat(seg, g, &st), 0);
 	cr_expect_eq(st.sock, 0, "current below cached: no INT64_MIN - 1000");
 	sockmem_close(seg);
+}
+
+/* set_limits moves through valid triples only, for every pair of valid
+ * triples over a set of values that covers equal, crossing and unlimited
+ * limits: a member killed between two stores leaves a consistent group. */
+Test(group, set_limits_steps_stay_valid)
+{
+	static const int64_t v[] = {0, 1 << 20, 2 << 20, 4 << 20, 8 << 20, SOCKMEM_UNLIMITED};
+	enum { N = sizeof(v) / sizeof(v[0]) };
+	int64_t triples[N * N * N][3], steps[5][3];
+	char err[SOCKMEM_ERRLEN];
+	int n = 0, pairs = 0;
+
+	for (int a = 0; a < N; a++)
+		for (int b = 0; b < N; b++)
+			for (int c = 0; c < N; c++)
+				if (sockmem_limits_check(v[a], v[b], v[c], NULL, 0) == 0) {
+					triples[n][0] = v[a], triples[n][1] = v[b];
+					triples[n][2] = v[c];
+					n++;
+				}
+	cr_assert_gt(n, 20);
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++, pairs++) {
+			sm_limits_steps(triples[i], triples[j], steps);
+			for (int k = 0; k < 5; k++)
+				cr_assert_eq(sockmem_limits_check(steps[k][0], steps[k][1],
+								  steps[k][2], err, sizeof(err)),
+					     0, "(%lld,%lld,%lld) -> (%lld,%lld,%lld), step %d: %s",
+					     (long long)triples[i][0], (long long)triples[i][1],
+					     (long long)triples[i][2], (long long)triples[j][0],
+					     (long long)triples[j][1], (long long)triples[j][2], k,
+					     err);
+			cr_assert(memcmp(steps[4], triples[j], sizeof(steps[4])) == 0);
+		}
+	cr_log_info("%d valid triples, %d transitions checked", n, pairs);
 }

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "cache.h"
 #include "tutil.h"
@@ -159,26 +160,36 @@ Test(stress, two_processes_four_threads_each)
 	struct watch wt = {.seg = seg};
 	pthread_t wth, dth;
 	long fails;
-	int status;
+	int status, go[2];
 	pid_t pid;
 
 	for (int i = 0; i < NGROUPS; i++) {
 		wt.idx[i] = t_group(seg, paths[i]);
 		t_limits(seg, wt.idx[i], limits[i], SOCKMEM_KEEP, SOCKMEM_KEEP);
 	}
-	pthread_create(&wth, NULL, watcher, &wt);
-	pthread_create(&dth, NULL, drainer, &wt);
+	/* Fork before starting any thread: a child forked while another thread
+	 * holds an allocator lock (ASan's, say) can hang on it. The child
+	 * waits on a pipe until the watcher and drainer run. */
+	cr_assert_eq(pipe(go), 0);
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct sockmem_open_opts o = {.ns = t_ns};
-		char err[SOCKMEM_ERRLEN];
+		char err[SOCKMEM_ERRLEN], c;
 		sockmem_seg_t *s2;
 
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(4);
 		if (sockmem_open(&o, &s2, err, sizeof(err)) < 0)
 			_exit(2);
 		_exit(run_process(s2, wt.idx[3], wt.idx[1], wt.idx[0], 2) < 0 ? 3 : 0);
 	}
+	close(go[0]);
+	pthread_create(&wth, NULL, watcher, &wt);
+	pthread_create(&dth, NULL, drainer, &wt);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	close(go[1]);
 	fails = run_process(seg, wt.idx[2], wt.idx[1], wt.idx[0], 1);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	atomic_store(&wt.stop, true);
