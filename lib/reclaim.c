@@ -110,6 +110,27 @@ bool sm_limited(sockmem_seg_t *seg, uint32_t group)
 	return false;
 }
 
+bool sm_comfortable(sockmem_seg_t *seg, uint32_t group)
+{
+	struct sockmem_group *g = sockmem_group_at(seg, group);
+	bool any = false;
+
+	for (int d = 0; g && d <= SM_DEPTH_MAX; d++, g = sm_group_parent(seg, g)) {
+		int64_t m = RLX(&g->max), h = RLX(&g->high), u = RLX(&g->usage);
+
+		if (h != SOCKMEM_UNLIMITED && u > h)
+			return false;
+		if (m == SOCKMEM_UNLIMITED)
+			continue;
+		/* m / DEN * NUM: no overflow for any m (a member wrote it). */
+		if (m < 0 || u > m / SM_COMFORT_DEN * SM_COMFORT_NUM +
+					     m % SM_COMFORT_DEN * SM_COMFORT_NUM / SM_COMFORT_DEN)
+			return false;
+		any = true;
+	}
+	return any;
+}
+
 /* Accounted sockets open in `anc`'s subtree. */
 static int64_t subtree_sockets(sockmem_seg_t *seg, uint32_t anc)
 {

@@ -50,6 +50,16 @@ uint32_t sm_high_level(sockmem_seg_t *seg, uint32_t group);
  * the charge itself decides. Lock-free, reads only. */
 int64_t sm_headroom(sockmem_seg_t *seg, uint32_t group);
 
+/* Hysteresis of the send path's moderation at max: lifted once every level
+ * with a finite max is at or below SM_COMFORT_NUM / SM_COMFORT_DEN of it. */
+#define SM_COMFORT_NUM 3
+#define SM_COMFORT_DEN 4
+
+/* True if the group or an ancestor has a finite max and every level with a
+ * finite max has usage <= max * SM_COMFORT_NUM / SM_COMFORT_DEN, and every
+ * level with a high watermark is at or below it. Lock-free, reads only. */
+bool sm_comfortable(sockmem_seg_t *seg, uint32_t group);
+
 /* True if the group or an ancestor has a finite max. Lock-free. */
 bool sm_limited(sockmem_seg_t *seg, uint32_t group);
 

@@ -8,11 +8,21 @@
  * hold is bounded before the burst: every accounted INET socket gets a fair
  * share of the tightest budget, share = max / sockets in that level's
  * subtree, split evenly between its receive buffer (SO_RCVBUF, which locks
- * it against autotuning, plus TCP_WINDOW_CLAMP so the advertised window
- * agrees) and its send buffer (SO_SNDBUF). The kernel then holds the limit
- * itself: Σ (rcvbuf + sndbuf) <= max, up to one skb per queue of slack.
- * Autotuning is left alone while a half share exceeds the kernel's own
- * tcp_rmem[2] / tcp_wmem[2].
+ * it against autotuning, plus TCP_WINDOW_CLAMP at the cap so the window
+ * scale leaves room up to it) and its send buffer (SO_SNDBUF). The kernel
+ * then holds the limit itself: Σ (rcvbuf + sndbuf) <= max, up to one skb
+ * per queue of slack. Autotuning is left alone while a half share exceeds
+ * the kernel's own tcp_rmem[2] / tcp_wmem[2].
+ *
+ * A share only ever caps: a receive buffer is locked at the smaller of the
+ * half share and what the kernel would give it (its size when first
+ * locked, then grown per tick like autotuning for a reader that keeps up:
+ * natural_rcv), so a slow reader keeps the kernel's 128 KiB default rather
+ * than a share of a generous max (the demo at max=128M: 91.5 MiB in the
+ * kernel with the share imposed, against 66.3 MiB without sockmem). A send
+ * buffer is capped at the half share (see want_snd). Listeners get the
+ * same treatment on every tick, so accepted sockets inherit a bounded
+ * receive buffer for the data that arrives before accept().
  *
  * Under pressure (hierarchical), and for the sockets the reclaimer picks,
  * receive buffers close to SM_BUF_FLOOR (the window shrinks to a few
@@ -27,8 +37,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "fdtable.h"
 #include "internal.h"
@@ -47,6 +59,16 @@
 
 _Atomic int64_t sm_buf_share = INT64_MAX;
 _Atomic bool sm_buf_pressure;
+
+/*
+ * Bytes each socket had received (tcp_info.tcpi_bytes_received) when its
+ * receive buffer was last sized, by pool index: a side table so the
+ * growth estimate below needs no field in struct sm_sock. Mapped on first
+ * use (MAP_NORESERVE: pages appear as indexes are used); 0: not seen yet.
+ * W/R: under the socket's bl flag only; reset by sm_buf_init.
+ */
+#define RX_SEEN_MAX (1u << 20) /* the pool's capacity (fdtable.c POOL_MAX) */
+static uint64_t *_Atomic rx_seen;
 
 /* Kernel sysctls, read once: autotuning maxima and the SO_*BUF cap. */
 static int64_t tcp_rmem_max = 6 << 20, tcp_wmem_max = 4 << 20;
@@ -76,6 +98,8 @@ void sm_buf_sysctl_init(void)
 
 void sm_buf_init(struct sm_sock *st)
 {
+	uint64_t *seen = atomic_load_explicit(&rx_seen, memory_order_acquire);
+
 	atomic_store_explicit(&st->user_snd, -1, memory_order_relaxed);
 	atomic_store_explicit(&st->user_rcv, -1, memory_order_relaxed);
 	atomic_store_explicit(&st->user_locks, -1, memory_order_relaxed);
@@ -88,6 +112,8 @@ void sm_buf_init(struct sm_sock *st)
 	st->rcv0 = st->snd0 = 0;
 	st->moderated = st->rclamped = false;
 	st->idle = 0;
+	if (seen && st->idx < RX_SEEN_MAX)
+		seen[st->idx] = 0;
 }
 
 static bool inet(const struct sm_sock *st)
@@ -135,33 +161,6 @@ static int64_t min_nz(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
-/* The receive buffer to impose (kernel bytes); 0: none (user's or autotune). */
-static int64_t want_rcv(struct sm_sock *st, int64_t half, bool hold)
-{
-	int64_t cap = half < tcp_rmem_max ? (half > SM_BUF_FLOOR ? half : SM_BUF_FLOOR) : 0;
-
-	/* Under pressure the window closes to the floor, as the kernel's
-	 * tcp_adjust_rcv_ssthresh does (a few segments): what is queued stays
-	 * until read, nothing more is accepted beyond the floor. */
-	if (hold)
-		cap = min_nz(cap, SM_BUF_FLOOR);
-	return cap;
-}
-
-static int64_t want_snd(struct sm_sock *st, int64_t half, bool hold)
-{
-	int64_t cap = half < tcp_wmem_max ? (half > SM_BUF_FLOOR ? half : SM_BUF_FLOOR) : 0;
-
-	if (hold) {
-		int64_t h = atomic_load_explicit(&st->k_wmem, memory_order_relaxed);
-
-		cap = min_nz(cap, h > SM_BUF_FLOOR ? h : SM_BUF_FLOOR);
-	}
-	if (st->moderated && st->set_snd) /* keep the send path's moderation */
-		cap = min_nz(cap, st->set_snd);
-	return cap;
-}
-
 static int get_int(int fd, int lv, int nm, int def)
 {
 	int v = def;
@@ -173,6 +172,133 @@ static int get_int(int fd, int lv, int nm, int def)
 static void set_int(int fd, int lv, int nm, int v)
 {
 	libc_setsockopt(fd, lv, nm, &v, sizeof(v));
+}
+
+static uint64_t *rx_table(void)
+{
+	uint64_t *t = atomic_load_explicit(&rx_seen, memory_order_acquire), *n, *z = NULL;
+
+	if (t)
+		return t;
+	n = mmap(NULL, RX_SEEN_MAX * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (n == MAP_FAILED)
+		return NULL;
+	if (!atomic_compare_exchange_strong_explicit(&rx_seen, &z, n, memory_order_acq_rel,
+						     memory_order_acquire)) {
+		munmap(n, RX_SEEN_MAX * sizeof(uint64_t));
+		return z;
+	}
+	return n;
+}
+
+/* struct tcp_info (linux/tcp.h, stable ABI) up to tcpi_bytes_received;
+ * glibc's copy stops before it. */
+#define TI_BYTES_RECEIVED 128
+#define TI_LEN		  136
+
+/*
+ * What the kernel would give the socket's receive buffer without us.
+ * Before we impose anything it is what the socket has now (autotuning's
+ * size, or the program's). Once we hold it locked, autotuning is off and
+ * the size it would reach must be estimated. Autotuning
+ * (tcp_rcv_space_adjust) grows a buffer for a reader that keeps up with
+ * the data, never for one that leaves it queued: a reader that moved at
+ * least RX_GROW buffers' worth since the last look may double its buffer
+ * (per tick, like autotuning doubling per round trip but slower); a slow
+ * reader (the demo's 1 MiB/s reads under one 128 KiB buffer per 100 ms
+ * tick) keeps the kernel's default, as without us. (tcpi_rcv_space, the
+ * kernel's own measure, cannot tell them apart under a lock: 88715 for a
+ * 128 KiB buffer read at 1 MiB/s, 327680 for a 512 KiB one read as fast as
+ * the machine goes: both about one window per round trip.) Not under hold
+ * (pressure, the reclaimer): the buffer must not grow then.
+ */
+#define RX_GROW 4
+
+static int64_t natural_rcv(int fd, struct sm_sock *st, bool hold)
+{
+	int64_t base = st->set_rcv;
+	unsigned char ti[TI_LEN];
+	socklen_t l = sizeof(ti);
+	uint64_t rx, prev, *seen;
+
+	if (base <= 0)
+		return get_int(fd, SOL_SOCKET, SO_RCVBUF, 0);
+	if (hold || st->type != SOCK_STREAM || st->idx >= RX_SEEN_MAX || !(seen = rx_table()))
+		return base;
+	if (libc_getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &l) != 0 || l < TI_LEN)
+		return base;
+	memcpy(&rx, ti + TI_BYTES_RECEIVED, sizeof(rx));
+	prev = seen[st->idx];
+	seen[st->idx] = rx ? rx : 1;
+	if (prev && rx > prev && rx - prev >= (uint64_t)(RX_GROW * base))
+		return 2 * base;
+	return base;
+}
+
+/*
+ * The receive buffer to impose (kernel bytes); 0: none (the program's or
+ * autotuning's). The budget share and pressure only ever cap: the size is
+ * the smaller of the cap and what the kernel would give the socket (a slow
+ * reader keeps the kernel's small default rather than a share that may be
+ * far larger). A receive buffer is locked at that size whenever a cap
+ * applies, because data arrives without a call we see: an unlocked buffer
+ * could autotune past the cap and fill before the next tick.
+ * *wclamp: the window clamp to set with it: the cap, not the size (it
+ * bounds the window scale negotiated at connect, so the buffer can still
+ * grow to the cap; the locked buffer itself bounds the window); under hold
+ * the size, to close the window.
+ */
+static int64_t want_rcv(int fd, struct sm_sock *st, int64_t half, bool hold, int64_t *wclamp)
+{
+	int64_t cap = half < tcp_rmem_max ? (half > SM_BUF_FLOOR ? half : SM_BUF_FLOOR) : 0;
+	int64_t eff;
+
+	/* Under pressure the window closes to the floor, as the kernel's
+	 * tcp_adjust_rcv_ssthresh does (a few segments): what is queued stays
+	 * until read, nothing more is accepted beyond the floor. */
+	if (hold)
+		cap = min_nz(cap, SM_BUF_FLOOR);
+	*wclamp = cap;
+	if (!cap)
+		return 0;
+	eff = min_nz(cap, natural_rcv(fd, st, hold));
+	if (hold)
+		*wclamp = eff;
+	return eff;
+}
+
+/*
+ * The send buffer to impose (kernel bytes); 0: none. The share caps what
+ * autotuning would reach: a send buffer only holds what the program
+ * queued, and autotuning grows it to tcp_wmem[2] exactly when data piles
+ * up (the demo's senders: 4 MiB without sockmem), so the cap is imposed
+ * from the start (an unlocked buffer would grow past it between ticks and
+ * queue more than the share). Under hold (pressure, the reclaimer) it is
+ * held at what the queue holds, at least the floor, and under the send
+ * path's moderation at that; without a share, neither raises it above
+ * the size the kernel gave it.
+ */
+static int64_t want_snd(int fd, struct sm_sock *st, int64_t half, bool hold, bool moderated)
+{
+	int64_t cap = half < tcp_wmem_max ? (half > SM_BUF_FLOOR ? half : SM_BUF_FLOOR) : 0;
+	int64_t held = 0, nat;
+
+	if (hold) {
+		int64_t h = atomic_load_explicit(&st->k_wmem, memory_order_relaxed);
+
+		held = h > SM_BUF_FLOOR ? h : SM_BUF_FLOOR;
+	}
+	if (moderated && st->set_snd > 0) /* keep the send path's moderation */
+		held = min_nz(held, st->set_snd);
+	if (!held)
+		return cap;
+	if (cap) /* imposed from the start: the cap bounds it */
+		return min_nz(cap, held);
+	/* No share: never above what the kernel gave it (before we imposed
+	 * anything, or before the moderation did). */
+	nat = st->set_snd > 0 ? st->snd0 : get_int(fd, SOL_SOCKET, SO_SNDBUF, 0);
+	return min_nz(held, nat);
 }
 
 /* Impose a buffer size (kernel bytes): FORCE only where the plain option
@@ -194,7 +320,7 @@ static void unlock_dir(int fd, int bit)
 		set_int(fd, SOL_SOCKET, SO_BUF_LOCK, cur & ~bit);
 }
 
-static void apply_rcv(int fd, struct sm_sock *st, int64_t want)
+static void apply_rcv(int fd, struct sm_sock *st, int64_t want, int64_t wclamp)
 {
 	int32_t u = atomic_load_explicit(&st->user_rcv, memory_order_relaxed);
 	bool force = atomic_load_explicit(&st->user_force, memory_order_relaxed) & FORCE_RCV;
@@ -210,8 +336,14 @@ static void apply_rcv(int fd, struct sm_sock *st, int64_t want)
 		st->rcv0 = get_int(fd, SOL_SOCKET, SO_RCVBUF, 0);
 	if (eff) {
 		set_buf(fd, SO_RCVBUF, SO_RCVBUFFORCE, eff, core_rmem_max);
-		if (tcp && want) /* advertise no more than the buffer takes */
-			set_int(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, (int)(eff / 2));
+		if (tcp && want) { /* advertise no more than the cap */
+			int32_t uw = atomic_load_explicit(&st->user_wclamp, memory_order_relaxed);
+			int64_t w = wclamp > eff ? wclamp : eff;
+
+			if (uw > 0 && uw < w / 2)
+				w = 2 * (int64_t)uw;
+			set_int(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, (int)(w / 2));
+		}
 	}
 	if (!want) { /* restore: the program's window clamp, then its buffer */
 		int32_t uw = atomic_load_explicit(&st->user_wclamp, memory_order_relaxed);
@@ -258,14 +390,20 @@ static void apply_locked(int fd, struct sm_sock *st)
 	int64_t share = atomic_load_explicit(&sm_buf_share, memory_order_relaxed);
 	bool pressure = atomic_load_explicit(&sm_buf_pressure, memory_order_relaxed);
 	bool hold = pressure || st->rclamped;
-	int64_t half = share == INT64_MAX ? INT64_MAX : share / 2;
+	int64_t half = share == INT64_MAX ? INT64_MAX : share / 2, wclamp = 0, rcv;
 
-	if (!pressure)
-		st->moderated = false; /* pressure over: the moderation goes too */
+	/* The send path's moderation goes when pressure does, or as soon as
+	 * every level with a max is comfortably below it (hysteresis: imposed
+	 * at max, lifted at SM_COMFORT_NUM/DEN of it), so a sender that was
+	 * held at max gets its send buffer back once the group drained rather
+	 * than a pressure period later. The hold itself stays for the period. */
+	if (st->moderated && (!pressure || sm_comfortable(sm_seg, sm_group)))
+		st->moderated = false;
 	if (half == INT64_MAX && !hold && !st->set_rcv && !st->set_snd)
 		return; /* unconstrained and nothing to restore: no system call */
-	apply_rcv(fd, st, want_rcv(st, half, hold));
-	apply_snd(fd, st, want_snd(st, half, hold));
+	rcv = want_rcv(fd, st, half, hold, &wclamp);
+	apply_rcv(fd, st, rcv, wclamp);
+	apply_snd(fd, st, want_snd(fd, st, half, hold, st->moderated));
 }
 
 void sm_buf_apply(int fd, struct sm_sock *st)
