@@ -85,13 +85,14 @@ struct stream_result {
 };
 
 /*
- * 8 streams, 6 MiB each; the receiver reads 256 KiB/s per connection for
+ * 8 streams, `bytes` each; the receiver reads 256 KiB/s per connection for
  * `slow_ms`, then fast, so everything arrives. Kernel memory of both
  * processes' sockets sampled every SAMPLE_MS.
  */
-static void run_streams(bool preload, const char *max, int slow_ms, struct stream_result *r)
+static void run_streams_of(bool preload, const char *max, int slow_ms, int64_t bytes,
+			   struct stream_result *r)
 {
-	char port[16], line[128], maxenv[64], slow[16];
+	char port[16], line[128], maxenv[64], slow[16], each[24];
 	const char *env[] = {maxenv, NULL};
 	struct h_proc rcv, snd;
 	int64_t t0 = h_now_ms();
@@ -104,7 +105,8 @@ static void run_streams(bool preload, const char *max, int slow_ms, struct strea
 	spawn(&rcv, preload, "slow", env,
 	      (const char *[]){"recv", port, "8", "262144", slow, NULL});
 	expect_line(&rcv, "ready", line, sizeof(line), 10000);
-	spawn(&snd, preload, "slow", env, (const char *[]){"send", port, "8", "6291456", NULL});
+	snprintf(each, sizeof(each), "%lld", (long long)bytes);
+	spawn(&snd, preload, "slow", env, (const char *[]){"send", port, "8", each, NULL});
 	pids[0] = rcv.pid;
 	pids[1] = snd.pid;
 	memset(r, 0, sizeof(*r));
@@ -124,6 +126,11 @@ static void run_streams(bool preload, const char *max, int slow_ms, struct strea
 	cr_assert_eq(h_exit_code(&rcv), 0, "receiver exit %d", h_exit_code(&rcv));
 	h_release(&rcv);
 	h_release(&snd);
+}
+
+static void run_streams(bool preload, const char *max, int slow_ms, struct stream_result *r)
+{
+	run_streams_of(preload, max, slow_ms, 6291456, r);
 }
 
 Test(limits, slow_reader, .init = setup, .fini = teardown, .timeout = 90)
@@ -149,6 +156,34 @@ Test(limits, slow_reader, .init = setup, .fini = teardown, .timeout = 90)
 		      (long long)lim.peak);
 	cr_expect_geq(free_.peak, 3 * max, "without the shim the peak is only %lld",
 		      (long long)free_.peak);
+}
+
+/*
+ * A generous max never makes the kernel hold more than without sockmem:
+ * the budget share (128M / 16 sockets, half each way) only caps buffers.
+ * Before, it locked every receive buffer at 4 MiB where the kernel keeps a
+ * slow reader's at its 128 KiB default (the demo at max=128M: 91.5 MiB in
+ * the kernel against 66.3 MiB without sockmem).
+ */
+Test(limits, generous_max_never_raises, .init = setup, .fini = teardown, .timeout = 90)
+{
+	struct stream_result lim, free_;
+
+	/* 16 MiB per stream: more than a 4 MiB send and a 4 MiB receive
+	 * buffer hold together, so what the buffers may hold shows. */
+	run_streams_of(true, "128M", 3000, 16 << 20, &lim);
+	run_streams_of(false, "128M", 3000, 16 << 20, &free_);
+	fprintf(stderr,
+		"[limits] slow reader, max=128M: kernel peak %lld with the shim, %lld without "
+		"(%.2f x)\n",
+		(long long)lim.peak, (long long)free_.peak,
+		(double)lim.peak / (double)(free_.peak ? free_.peak : 1));
+	cr_expect_eq(lim.rx, lim.tx, "every byte arrives: rx %lld tx %lld", (long long)lim.rx,
+		     (long long)lim.tx);
+	cr_expect_gt(free_.peak, 0);
+	cr_expect_leq(lim.peak, free_.peak + free_.peak / 10,
+		      "a generous max raised the kernel's figure: %lld with, %lld without",
+		      (long long)lim.peak, (long long)free_.peak);
 }
 
 /* ---- helpers for the tests below -------------------------------------- */
