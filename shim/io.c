@@ -36,7 +36,7 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
  * use after fork and then every SOCKMEM_RECONCILE_BYTES of traffic. */
 static bool adopt_on_use(int fd, struct sm_sock *st, int64_t n)
 {
-	int64_t every = sm_cfg.reconcile_bytes > 0 ? sm_cfg.reconcile_bytes : 256 * 1024;
+	int64_t every = sm_cfg.reconcile_bytes > 0 ? sm_cfg.reconcile_bytes : 1024 * 1024;
 	int64_t old = atomic_load_explicit(&st->pending, memory_order_relaxed);
 
 	if (old != 0 && old + n < every) {

@@ -34,7 +34,7 @@ Test(config, defaults)
 	cr_expect_eq(c.low, SOCKMEM_KEEP);
 	cr_expect_eq(c.batch, 64 * 1024);
 	cr_expect_eq(c.reconcile_ms, 100);
-	cr_expect_eq(c.reconcile_bytes, 256 * 1024);
+	cr_expect_eq(c.reconcile_bytes, 1024 * 1024);
 	cr_expect_eq(c.pressure_ms, 1000);
 	cr_expect_eq(c.log_level, 1); /* warn */
 	cr_expect_eq(c.families, SM_FAM_INET | SM_FAM_INET6);
