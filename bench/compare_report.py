@@ -279,7 +279,7 @@ def usage_section(w, a, recs):
     w("`sockmemctl record` (every 50 ms) of the slow-reader workload in a fresh group, "
       "drawn by `sockmemctl plot`. Shaded: the group under pressure.")
     w()
-    for key, what in (("held", "16 streams reading %s/s each, held at max=%s"
+    for key, what in (("held", "16 streams reading %s/s each, in a group with max=%s (the buffers it is given keep the kernel under max)"
                        % (a.holder_rate, a.max)),
                       ("watermark", "8 streams reading %s/s each, with high=6M, low=4M "
                        "(max=16M): the reclaimer" % a.slow_reader)):

@@ -18,7 +18,9 @@
  * cover the excess. A few passes per wake-up or tick, sched_yield between
  * them; if the level is still above high afterwards it enters pressure.
  * Clamping frees nothing by itself: it stops growth while the programs
- * read, so usage saws between low and high. The episode's end counts
+ * read (a clamped stream's send buffer goes to half what it queues, so the
+ * queue drains rather than being refilled at its level), so usage saws
+ * between low and high. The episode's end counts
  * events.low and gives the clamped sockets back. Below high and outside an
  * episode the reclaimer costs nothing beyond the tick.
  */
@@ -144,6 +146,12 @@ static void clamp_largest(struct sockmem_group *g, int64_t excess)
 		if (sm_fd_peek(t.fd[b]) == t.st[b]) {
 			t.st[b]->rclamped = true;
 			sm_buf_apply(t.fd[b], t.st[b]);
+			/* Send side: below what it queues (half), so the queue
+			 * drains as the peer reads instead of being refilled at
+			 * its level; usage then falls below low, the episode
+			 * ends and the buffers are given back: the sawtooth. */
+			if (t.st[b]->type == SOCK_STREAM)
+				sm_buf_moderate(t.fd[b], t.st[b]);
 			atomic_fetch_add_explicit(&g->reclaim_clamped, 1, memory_order_relaxed);
 			clamped_any = true;
 			covered += t.e[b];
