@@ -282,7 +282,7 @@ def usage_section(w, a, recs):
     for key, what in (("held", "16 streams reading %s/s each, in a group with max=%s (the buffers it is given keep the kernel under max)"
                        % (a.holder_rate, a.max)),
                       ("watermark", "8 streams reading %s/s each, with high=6M, low=4M "
-                       "(max=16M): the reclaimer" % a.slow_reader)):
+                       "(max=16M): the reclaimer" % a.watermark_rate)):
         r = recs.get(key)
         if not r:
             continue
