@@ -4,7 +4,7 @@
 # the workload would otherwise blow through.
 #
 # The workload is the bundled load generator: 16 TCP streams on loopback whose
-# receivers read 1 MiB/s each, so data piles up in the kernel's socket queues.
+# receivers read 4 MiB/s each, so data piles up in the kernel's socket queues.
 #  1. Without sockmem: the kernel's peak for its sockets (sampled from outside
 #     with ss, scripts/kernel-skmem.py).
 #  2. The same workload in the group "demo" (max 8M, high 6M, low 4M): the
@@ -19,7 +19,7 @@
 # Environment: SOCKMEM_BUILD_DIR (default build); the output goes to DIR/demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-max=8M high=6M low=4M duration=8 conns=16 rate=1M base_s=3
+max=8M high=6M low=4M duration=8 conns=16 rate=4M base_s=3
 build=${SOCKMEM_BUILD_DIR:-build}
 while (($#)); do
   case $1 in

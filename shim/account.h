@@ -20,8 +20,9 @@ void sm_sock_charge(struct sm_sock *st, int64_t n);
 /* Move n bytes already charged (an admission's reservation) into st's
  * estimate; false if st was released meanwhile (give them back). */
 bool sm_sock_publish(struct sm_sock *st, int64_t n);
-/* Uncharge up to n bytes (never more than st's estimate). */
-void sm_sock_uncharge(struct sm_sock *st, int64_t n);
+/* Uncharge up to n bytes (never more than st's estimate). True when the
+ * estimate was empty or is now (the read took what we knew of): "dry". */
+bool sm_sock_uncharge(struct sm_sock *st, int64_t n);
 /* Set st's estimate to the kernel's figure t, charging or uncharging the
  * difference. */
 void sm_sock_set(struct sm_sock *st, int64_t t);
@@ -35,8 +36,10 @@ void sm_adopt_existing(void);
 /* Reconcile st against SO_MEMINFO on fd. Returns false when fd is no longer
  * a socket (a stale entry). Preserves errno. */
 bool sm_reconcile(int fd, struct sm_sock *st);
-/* Data path: n bytes moved on st; reconcile once enough traffic passed. */
-void sm_reconcile_traffic(int fd, struct sm_sock *st, int64_t n);
+/* Data path: n bytes moved on st; reconcile once enough traffic passed
+ * (SOCKMEM_RECONCILE_BYTES), or now if `dry` (a receive near a max found
+ * the estimate empty). */
+void sm_reconcile_traffic(int fd, struct sm_sock *st, int64_t n, bool dry);
 
 /* The helper thread (reconcile.c): start (all signals blocked), stop and
  * join; quiesce around fork. Slow paths only. */

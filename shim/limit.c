@@ -46,9 +46,8 @@
 #include "state.h"
 #include "trace.h"
 
-#define SLICE_MS 20		   /* longest wait before re-trying admission */
-#define MIN_PART (4 * 1024)	   /* smallest partial admission */
-#define NEAR_MAX (4 * 1024 * 1024) /* headroom under which sends reconcile at once */
+#define SLICE_MS 20	    /* longest wait before re-trying admission */
+#define MIN_PART (4 * 1024) /* smallest partial admission */
 
 bool sm_limit_on;
 
@@ -420,10 +419,10 @@ void sm_admit_done(int fd, struct sm_adm *a, ssize_t rc)
 			 * passed on (to a peer that charges it at its own
 			 * reconcile): an estimate left stale until the next
 			 * SOCKMEM_RECONCILE_BYTES counts those bytes twice. */
-			if (sent > 0 && sm_headroom(sm_seg, sm_group) < NEAR_MAX)
+			if (sent > 0 && sm_headroom(sm_seg, sm_group) < SM_NEAR_MAX)
 				sm_reconcile(fd, st);
 			else
-				sm_reconcile_traffic(fd, st, sent);
+				sm_reconcile_traffic(fd, st, sent, false);
 		} else {
 			sm_cache_uncharge(c, a->got); /* closed meanwhile */
 		}

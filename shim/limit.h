@@ -95,6 +95,10 @@ void sm_buf_new_socket(int fd, struct sm_sock *st);
 /* The send path hit max on a non-empty queue: lower SO_SNDBUF toward what
  * the queue holds (sk_stream_moderate_sndbuf) so poll/epoll report the
  * socket not writable until it drains. */
+/* Headroom under a max below which the data path reconciles at once: a
+ * send its socket, a receive that found its estimate dry (io.c). */
+#define SM_NEAR_MAX (4 * 1024 * 1024)
+
 void sm_buf_moderate(int fd, struct sm_sock *st);
 /* setsockopt/getsockopt of SO_SNDBUF, SO_RCVBUF, *FORCE, SO_BUF_LOCK and
  * TCP_WINDOW_CLAMP on an owned socket: remember / report what the program

@@ -67,11 +67,13 @@ bool sm_reconcile(int fd, struct sm_sock *st)
 	return true;
 }
 
-void sm_reconcile_traffic(int fd, struct sm_sock *st, int64_t n)
+void sm_reconcile_traffic(int fd, struct sm_sock *st, int64_t n, bool dry)
 {
 	int64_t p = atomic_load_explicit(&st->pending, memory_order_relaxed) + n;
 
-	if (sm_cfg.reconcile_bytes > 0 && p >= sm_cfg.reconcile_bytes) {
+	/* dry: a receive near a max found the estimate empty; the kernel holds
+	 * data we have not counted (it arrives unseen): reconcile now. */
+	if (dry || (sm_cfg.reconcile_bytes > 0 && p >= sm_cfg.reconcile_bytes)) {
 		/* Reset first: if SO_MEMINFO fails, do not retry on every call. */
 		atomic_store_explicit(&st->pending, 0, memory_order_relaxed);
 		sm_reconcile(fd, st);
