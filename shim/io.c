@@ -57,14 +57,16 @@ static __attribute__((noinline)) void account_slow(int fd, int64_t n, bool tx)
 	st = sm_fd_peek(fd);
 	if (st && sm_likely(sm_active_acquire())) { /* re-check: see sm_fini */
 		if (sm_sock_owned(st)) {
+			bool dry = false;
+
 			/* Near a max, a read that empties the estimate means
 			 * the kernel holds data we have not counted yet (it
-			 * arrives unseen): reconcile sooner. */
-			bool dry = !tx && sm_sock_uncharge(st, n) && sm_limit_is_on() &&
-				   sm_headroom(sm_seg, sm_group) < SM_NEAR_MAX;
-
+			 * arrives unseen): reconcile now. */
 			if (tx)
 				sm_sock_charge(st, n);
+			else
+				dry = sm_sock_uncharge(st, n) && sm_limit_is_on() &&
+				      sm_headroom(sm_seg, sm_group) < SM_NEAR_MAX;
 			sm_reconcile_traffic(fd, st, n, dry);
 		} else if (adopt_on_use(fd, st, n)) {
 			sm_reconcile(fd, st); /* charge what it holds now */
