@@ -61,7 +61,7 @@ void sm_limit_refresh(void)
 
 /*
  * A stream send is admitted no further than its socket's free send space
- * (SO_SNDBUF - wmem_queued, at least MIN_PART) under a finite max: the
+ * (SO_SNDBUF - wmem_queued, at least MIN_PART) near a max: the
  * rest would only wait inside the kernel's send while its reservation
  * counted against max as memory nobody holds (16 senders blocked in the
  * kernel with 64 KiB each made the group's counter read ~1 MiB over the
@@ -75,7 +75,10 @@ static int64_t send_space(int fd, struct sm_sock *st, int64_t n)
 	int saved = errno;
 	int64_t space;
 
-	if (st->type != SOCK_STREAM || n <= MIN_PART || sm_headroom(sm_seg, sm_group) == INT64_MAX)
+	/* Far from max (SM_NEAR_MAX of headroom or more) a reservation cannot
+	 * matter yet: no system call on that path. */
+	if (st->type != SOCK_STREAM || n <= MIN_PART ||
+	    sm_headroom(sm_seg, sm_group) >= SM_NEAR_MAX)
 		return n;
 	if (libc_getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len) != 0 ||
 	    len < sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1)) {
