@@ -37,10 +37,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "fdtable.h"
 #include "internal.h"
@@ -59,16 +57,6 @@
 
 _Atomic int64_t sm_buf_share = INT64_MAX;
 _Atomic bool sm_buf_pressure;
-
-/*
- * Bytes each socket had received (tcp_info.tcpi_bytes_received) when its
- * receive buffer was last sized, by pool index: a side table so the
- * growth estimate below needs no field in struct sm_sock. Mapped on first
- * use (MAP_NORESERVE: pages appear as indexes are used); 0: not seen yet.
- * W/R: under the socket's bl flag only; reset by sm_buf_init.
- */
-#define RX_SEEN_MAX (1u << 20) /* the pool's capacity (fdtable.c POOL_MAX) */
-static uint64_t *_Atomic rx_seen;
 
 /* Kernel sysctls, read once: autotuning maxima and the SO_*BUF cap. */
 static int64_t tcp_rmem_max = 6 << 20, tcp_wmem_max = 4 << 20;
@@ -98,8 +86,6 @@ void sm_buf_sysctl_init(void)
 
 void sm_buf_init(struct sm_sock *st)
 {
-	uint64_t *seen = atomic_load_explicit(&rx_seen, memory_order_acquire);
-
 	atomic_store_explicit(&st->user_snd, -1, memory_order_relaxed);
 	atomic_store_explicit(&st->user_rcv, -1, memory_order_relaxed);
 	atomic_store_explicit(&st->user_locks, -1, memory_order_relaxed);
@@ -112,8 +98,7 @@ void sm_buf_init(struct sm_sock *st)
 	st->rcv0 = st->snd0 = 0;
 	st->moderated = st->rclamped = false;
 	st->idle = 0;
-	if (seen && st->idx < RX_SEEN_MAX)
-		seen[st->idx] = 0;
+	st->rx_seen = 0;
 }
 
 static bool inet(const struct sm_sock *st)
@@ -174,24 +159,6 @@ static void set_int(int fd, int lv, int nm, int v)
 	libc_setsockopt(fd, lv, nm, &v, sizeof(v));
 }
 
-static uint64_t *rx_table(void)
-{
-	uint64_t *t = atomic_load_explicit(&rx_seen, memory_order_acquire), *n, *z = NULL;
-
-	if (t)
-		return t;
-	n = mmap(NULL, RX_SEEN_MAX * sizeof(uint64_t), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (n == MAP_FAILED)
-		return NULL;
-	if (!atomic_compare_exchange_strong_explicit(&rx_seen, &z, n, memory_order_acq_rel,
-						     memory_order_acquire)) {
-		munmap(n, RX_SEEN_MAX * sizeof(uint64_t));
-		return z;
-	}
-	return n;
-}
-
 /* struct tcp_info (linux/tcp.h, stable ABI) up to tcpi_bytes_received;
  * glibc's copy stops before it. */
 #define TI_BYTES_RECEIVED 128
@@ -220,17 +187,17 @@ static int64_t natural_rcv(int fd, struct sm_sock *st, bool hold)
 	int64_t base = st->set_rcv;
 	unsigned char ti[TI_LEN];
 	socklen_t l = sizeof(ti);
-	uint64_t rx, prev, *seen;
+	uint64_t rx, prev;
 
 	if (base <= 0)
 		return get_int(fd, SOL_SOCKET, SO_RCVBUF, 0);
-	if (hold || st->type != SOCK_STREAM || st->idx >= RX_SEEN_MAX || !(seen = rx_table()))
+	if (hold || st->type != SOCK_STREAM)
 		return base;
 	if (libc_getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &l) != 0 || l < TI_LEN)
 		return base;
 	memcpy(&rx, ti + TI_BYTES_RECEIVED, sizeof(rx));
-	prev = seen[st->idx];
-	seen[st->idx] = rx ? rx : 1;
+	prev = st->rx_seen;
+	st->rx_seen = rx ? rx : 1;
 	if (prev && rx > prev && rx - prev >= (uint64_t)(RX_GROW * base))
 		return 2 * base;
 	return base;

@@ -79,6 +79,9 @@ struct sm_sock {
 	int32_t rcv0, snd0;	  /* kernel buffer sizes before we imposed one */
 	bool moderated;		  /* send path moderated SO_SNDBUF at max */
 	bool rclamped;		  /* the reclaimer clamped it (largest first) */
+	/* tcpi_bytes_received when the receive buffer was last sized (clamp.c
+	 * natural_rcv); 0: not seen yet. */
+	uint64_t rx_seen;
 	/* Last SO_MEMINFO figures (reconcile): send queue (wmem_queued, or
 	 * wmem_alloc for datagrams) and receive queue. Relaxed. */
 	_Atomic int32_t k_wmem, k_rmem;
