@@ -303,15 +303,8 @@ int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int6
 	nmax = max == SOCKMEM_KEEP ? RLX(&g->max) : max;
 	nhigh = high == SOCKMEM_KEEP ? RLX(&g->high) : high;
 	nlow = low == SOCKMEM_KEEP ? RLX(&g->low) : low;
-	/* An unlimited high means "no high watermark", not "above max". */
-	if (nhigh != SOCKMEM_UNLIMITED && nhigh > nmax) {
-		rc = sm_fail(err, errlen, -EINVAL, "high (%lld) must not exceed max (%lld)",
-			     (long long)nhigh, (long long)nmax);
-	} else if (nlow > (nhigh < nmax ? nhigh : nmax)) {
-		rc = sm_fail(err, errlen, -EINVAL, "low (%lld) must not exceed %s (%lld)",
-			     (long long)nlow, nhigh < nmax ? "high" : "max",
-			     (long long)(nhigh < nmax ? nhigh : nmax));
-	} else {
+	rc = sockmem_limits_check(nmax, nhigh, nlow, err, errlen);
+	if (rc == 0) {
 		store_limits(g, nmax, nhigh, nlow);
 		if (RLX(&g->usage) > nmax)
 			sockmem_enter_pressure(
