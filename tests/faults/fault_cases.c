@@ -138,7 +138,7 @@ static void exchange(size_t n)
 struct bg {
 	pthread_t t;
 	int a, b;
-	long rounds;
+	_Atomic long rounds;
 };
 
 static void *bg_main(void *p)
@@ -150,20 +150,36 @@ static void *bg_main(void *p)
 	while (!atomic_load(&stop)) {
 		send_all(g->a, buf, sizeof(buf));
 		recv_all(g->b, sizeof(buf));
-		g->rounds++;
+		atomic_fetch_add(&g->rounds, 1);
 	}
 	return NULL;
 }
 
+/* Start n threads exchanging data and return once each has done a round:
+ * the forks that follow must find them inside their send/recv loop, not
+ * still starting up (a thread's start allocates, and under ASan a fork
+ * that catches another thread inside GCC 12's allocator leaves the child
+ * with that lock held: its first new thread then hangs in ASan's own
+ * thread setup, whatever the shim does). */
 static void bg_start(struct bg *g, int n)
 {
+	uint64_t end = now_ms() + 10000;
+
 	atomic_store(&stop, 0);
 	for (int i = 0; i < n; i++) {
 		tcp_pair(&g[i].a, &g[i].b);
-		g[i].rounds = 0;
+		atomic_store(&g[i].rounds, 0);
 		if (pthread_create(&g[i].t, NULL, bg_main, &g[i]) != 0)
 			die("pthread_create");
 	}
+	for (int i = 0; i < n; i++)
+		while (atomic_load(&g[i].rounds) == 0) {
+			if (now_ms() > end) {
+				fprintf(stderr, "fault-cases: background thread %d never ran\n", i);
+				exit(4);
+			}
+			usleep(1000);
+		}
 }
 
 static long bg_stop(struct bg *g, int n)
