@@ -154,6 +154,7 @@ int sockmem_cache_attach(sockmem_seg_t *seg, uint32_t proc, int64_t batch, struc
 	}
 	c->group = p->group;
 	sm_cache_register_process();
+	c->fence = __atomic_load_n(&sm_cache_fence, __ATOMIC_RELAXED);
 	start = (uint32_t)gettid() % seg->nslots; /* spread claimers out */
 	for (uint32_t n = 0; n < seg->nslots; n++) {
 		struct sockmem_slot *s = &seg->slots[(start + n) % seg->nslots];

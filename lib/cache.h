@@ -40,13 +40,14 @@ extern bool sm_cache_fence;
 bool sm_cache_charge_slow(struct sockmem_cache *c, int64_t nr, bool force, uint32_t *fail);
 void sm_cache_uncharge_slow(struct sockmem_cache *c, int64_t nr);
 
-/* Raise `busy`; false if the slot is being drained or already busy (nested). */
-static inline bool sm_slot_enter(struct sockmem_slot *s)
+/* Raise `busy`; false if the slot is being drained or already busy (nested).
+ * fence: the cache's copy of sm_cache_fence. */
+static inline bool sm_slot_enter(struct sockmem_slot *s, bool fence)
 {
 	if (atomic_load_explicit(&s->busy, memory_order_relaxed))
 		return false; /* our own interrupted fast path: don't touch */
 	atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
-	if (sm_unlikely(__atomic_load_n(&sm_cache_fence, __ATOMIC_RELAXED)))
+	if (sm_unlikely(fence))
 		atomic_thread_fence(memory_order_seq_cst);
 	else
 		atomic_signal_fence(memory_order_seq_cst);
@@ -64,15 +65,16 @@ static inline void sm_slot_exit(struct sockmem_slot *s)
 }
 
 /*
- * Charge `nr` socket bytes to the cache's group. `force`: memory the kernel
- * already holds; never fails. Otherwise false means some level would exceed
- * its max even after draining every cache of the group once; `*fail` names it.
+ * The cached fast paths alone: true when the slot's stock covered the charge
+ * (or took the uncharge back within its bound); false, with nothing done,
+ * when the slow path must run. For callers that keep the slow path out of
+ * line (the preload shim's per-call path: it saves errno only there).
  */
-static inline bool sm_cache_charge(struct sockmem_cache *c, int64_t nr, bool force, uint32_t *fail)
+static inline bool sm_cache_try_charge(struct sockmem_cache *c, int64_t nr)
 {
 	struct sockmem_slot *s = c->slot;
 
-	if (sm_likely(s != NULL) && sm_likely(sm_slot_enter(s))) {
+	if (sm_likely(s != NULL) && sm_likely(sm_slot_enter(s, c->fence))) {
 		int64_t stock = atomic_load_explicit(&s->stock, memory_order_relaxed);
 		int64_t sock = atomic_load_explicit(&s->sock, memory_order_relaxed);
 
@@ -86,15 +88,14 @@ static inline bool sm_cache_charge(struct sockmem_cache *c, int64_t nr, bool for
 		}
 		sm_slot_exit(s);
 	}
-	return sm_cache_charge_slow(c, nr, force, fail);
+	return false;
 }
 
-/* Uncharge `nr` socket bytes; the cache keeps up to 2 x batch. */
-static inline void sm_cache_uncharge(struct sockmem_cache *c, int64_t nr)
+static inline bool sm_cache_try_uncharge(struct sockmem_cache *c, int64_t nr)
 {
 	struct sockmem_slot *s = c->slot;
 
-	if (sm_likely(s != NULL) && sm_likely(sm_slot_enter(s))) {
+	if (sm_likely(s != NULL) && sm_likely(sm_slot_enter(s, c->fence))) {
 		int64_t stock = atomic_load_explicit(&s->stock, memory_order_relaxed);
 		int64_t sock = atomic_load_explicit(&s->sock, memory_order_relaxed);
 
@@ -104,11 +105,28 @@ static inline void sm_cache_uncharge(struct sockmem_cache *c, int64_t nr)
 			atomic_store_explicit(&s->stock, stock, memory_order_relaxed);
 			atomic_store_explicit(&s->sock, sock, memory_order_relaxed);
 			sm_slot_exit(s);
-			return;
+			return true;
 		}
 		sm_slot_exit(s);
 	}
-	sm_cache_uncharge_slow(c, nr);
+	return false;
+}
+
+/*
+ * Charge `nr` socket bytes to the cache's group. `force`: memory the kernel
+ * already holds; never fails. Otherwise false means some level would exceed
+ * its max even after draining every cache of the group once; `*fail` names it.
+ */
+static inline bool sm_cache_charge(struct sockmem_cache *c, int64_t nr, bool force, uint32_t *fail)
+{
+	return sm_cache_try_charge(c, nr) || sm_cache_charge_slow(c, nr, force, fail);
+}
+
+/* Uncharge `nr` socket bytes; the cache keeps up to 2 x batch. */
+static inline void sm_cache_uncharge(struct sockmem_cache *c, int64_t nr)
+{
+	if (!sm_cache_try_uncharge(c, nr))
+		sm_cache_uncharge_slow(c, nr);
 }
 
 #endif /* SOCKMEM_CACHE_H */

@@ -21,8 +21,8 @@
 #include "internal.h"
 #include "state.h"
 
-static SM_TLS struct sockmem_cache tc;
-static SM_TLS bool tc_attached;
+SM_TLS struct sockmem_cache sm_tc;
+SM_TLS bool sm_tc_attached;
 static pthread_key_t tc_key;
 static bool tc_key_ok;
 
@@ -48,25 +48,25 @@ static struct sockmem_cache *tcache_attach(void)
 		return NULL;
 	if (sm_cfg.batch == 0) {      /* SOCKMEM_BATCH=0: every charge goes to the counter */
 		sm_tcache_uncached(); /* (the core reads batch 0 as its default) */
-		return tc_attached ? &tc : NULL;
+		return sm_tc_attached ? &sm_tc : NULL;
 	}
 	sm_nest++;
-	SM_SAVE_ERRNO(rc = sockmem_cache_attach(sm_seg, proc, sm_cfg.batch, &tc));
+	SM_SAVE_ERRNO(rc = sockmem_cache_attach(sm_seg, proc, sm_cfg.batch, &sm_tc));
 	if (rc == 0 || rc == -ENOSPC) { /* -ENOSPC: works uncached */
-		tc_attached = true;
+		sm_tc_attached = true;
 		if (tc_key_ok)
-			pthread_setspecific(tc_key, &tc);
+			pthread_setspecific(tc_key, &sm_tc);
 	} else {
 		sm_log_once(SM_LOG_WARN, "cannot attach a charge cache (%d)", rc);
 	}
 	sm_nest--;
-	return tc_attached ? &tc : NULL;
+	return sm_tc_attached ? &sm_tc : NULL;
 }
 
 struct sockmem_cache *sm_tcache(void)
 {
-	if (sm_likely(tc_attached))
-		return &tc;
+	if (sm_likely(sm_tc_attached))
+		return &sm_tc;
 	return tcache_attach();
 }
 
@@ -74,22 +74,22 @@ void sm_tcache_uncached(void)
 {
 	uint32_t proc = atomic_load(&sm_proc);
 
-	tc = (struct sockmem_cache){
+	sm_tc = (struct sockmem_cache){
 		.seg = sm_seg, .slot = NULL, .group = sm_group, .proc = proc, .batch = 0};
-	tc_attached = proc != SOCKMEM_NONE;
+	sm_tc_attached = proc != SOCKMEM_NONE;
 }
 
 void sm_tcache_forget(void)
 {
-	tc_attached = false;
-	memset(&tc, 0, sizeof(tc));
+	sm_tc_attached = false;
+	memset(&sm_tc, 0, sizeof(sm_tc));
 }
 
 void sm_tcache_detach(void)
 {
-	if (!tc_attached)
+	if (!sm_tc_attached)
 		return;
-	SM_SAVE_ERRNO(sockmem_cache_detach(&tc));
+	SM_SAVE_ERRNO(sockmem_cache_detach(&sm_tc));
 	sm_tcache_forget();
 }
 
@@ -249,7 +249,7 @@ bool sm_sock_adopt(int fd, struct sm_sock *st)
 {
 	uint32_t old = atomic_load(&st->epoch);
 
-	if (old == sm_epoch)
+	if (old == sm_hot.epoch)
 		return true;
 	if (old == SM_EPOCH_ADOPTING || !sm_proc_ensure() || owner_holds(fd, st))
 		return false;
@@ -259,7 +259,7 @@ bool sm_sock_adopt(int fd, struct sm_sock *st)
 	atomic_store(&st->est, 0);
 	atomic_store(&st->pending, 0);
 	st->owner_pid = sm_pid;
-	atomic_store_explicit(&st->epoch, sm_epoch, memory_order_release);
+	atomic_store_explicit(&st->epoch, sm_hot.epoch, memory_order_release);
 	sm_sock_opened();
 	return true;
 }

@@ -11,6 +11,13 @@
 #include <stdint.h>
 
 #include "fdtable.h"
+#include "limit.h"
+
+/* The calling thread's charge cache, valid while sm_tc_attached (see
+ * sm_tcache). W/R: the owning thread only (and its signal handlers, which
+ * find sm_nest raised and pass through). */
+extern SM_TLS struct sockmem_cache sm_tc;
+extern SM_TLS bool sm_tc_attached;
 
 /* Constructor-time setup of the thread-exit hook. */
 void sm_account_init(void);
@@ -28,6 +35,52 @@ bool sm_sock_uncharge(struct sm_sock *st, int64_t n);
 void sm_sock_set(struct sm_sock *st, int64_t t);
 /* Count a newly created own socket in the group and process records. */
 void sm_sock_opened(void);
+
+/*
+ * The data path's fast path (io.c) for a socket this process owns: n bytes
+ * sent (tx) or received. It does what sm_sock_charge / sm_sock_uncharge and
+ * sm_reconcile_traffic would, as long as the thread's cached stock covers it
+ * and no reconcile is due; it makes no call and leaves errno alone.
+ *  SM_FAST_NO:   nothing done; take the slow path.
+ *  SM_FAST_DONE: accounted.
+ *  SM_FAST_DRY:  accounted, and a receive emptied the estimate while
+ *                admission is on: check for a reconcile now (see io.c).
+ * Caller: inside sm_rcu_lock, sm_nest raised.
+ */
+enum sm_fast { SM_FAST_NO, SM_FAST_DONE, SM_FAST_DRY };
+
+static inline enum sm_fast sm_sock_fast(struct sm_sock *st, int64_t n, bool tx)
+{
+	int64_t p, e, d;
+
+	if (sm_unlikely(!sm_tc_attached) ||
+	    __builtin_add_overflow(atomic_load_explicit(&st->pending, memory_order_relaxed), n,
+				   &p) ||
+	    p >= sm_hot.reconcile_bytes)
+		return SM_FAST_NO;
+	e = atomic_load_explicit(&st->est, memory_order_relaxed);
+	if (tx) {
+		/* The order of sm_sock_charge: counter first, then E. */
+		if (sm_unlikely(e == SM_SOCK_DEAD) || !sm_cache_try_charge(&sm_tc, n))
+			return SM_FAST_NO;
+		do {
+			if (sm_unlikely(e == SM_SOCK_DEAD)) { /* closed meanwhile */
+				SM_SAVE_ERRNO(sm_cache_uncharge(&sm_tc, n));
+				return SM_FAST_DONE;
+			}
+		} while (!atomic_compare_exchange_weak(&st->est, &e, e + n));
+		atomic_store_explicit(&st->pending, p, memory_order_relaxed);
+		return SM_FAST_DONE;
+	}
+	/* The order of sm_sock_uncharge: E first, then the counter. */
+	do {
+		d = e <= 0 ? 0 : n < e ? n : e; /* nothing charged (dry), or DEAD */
+	} while (d > 0 && !atomic_compare_exchange_weak(&st->est, &e, e - d));
+	if (d > 0 && !sm_cache_try_uncharge(&sm_tc, d))
+		SM_SAVE_ERRNO(sm_cache_uncharge_slow(&sm_tc, d));
+	atomic_store_explicit(&st->pending, p, memory_order_relaxed);
+	return e >= 0 && d == e && sm_limit_is_on() ? SM_FAST_DRY : SM_FAST_DONE;
+}
 
 /* Constructor (lifecycle.c): account the sockets already open when this
  * image loaded (created by an earlier constructor, or inherited over exec). */

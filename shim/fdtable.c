@@ -20,8 +20,6 @@
 #define POOL_MAX   (POOL_CHUNK * POOL_L1)
 #define LIST_EMPTY UINT32_MAX
 
-struct sm_fdchunk *_Atomic sm_fd_l1[SM_FD_L1];
-
 static struct sm_sock *_Atomic pool_l1[POOL_L1];
 static _Atomic uint32_t pool_next;		   /* next never-used index */
 static _Atomic uint64_t free_head = LIST_EMPTY;	   /* {tag << 32 | idx} */
@@ -109,7 +107,7 @@ struct sm_sock *sm_sock_new(int family, int type, uint64_t ino)
 	atomic_store_explicit(&st->pending, 0, memory_order_relaxed);
 	atomic_store_explicit(&st->tick, 0, memory_order_relaxed);
 	atomic_store_explicit(&st->refs, 1, memory_order_relaxed);
-	atomic_store_explicit(&st->epoch, sm_epoch, memory_order_relaxed);
+	atomic_store_explicit(&st->epoch, sm_hot.epoch, memory_order_relaxed);
 	st->owner_pid = sm_pid;
 	st->family = (uint16_t)family;
 	st->type = (uint16_t)type;
@@ -151,9 +149,9 @@ static struct sm_sock *_Atomic *fd_slot(int fd, bool create)
 
 	if ((unsigned)fd >= SM_FD_MAX)
 		return NULL;
-	c = atomic_load_explicit(&sm_fd_l1[i], memory_order_acquire);
+	c = atomic_load_explicit(&sm_hot.fd_l1[i], memory_order_acquire);
 	if (!c && create)
-		c = install_chunk((void *_Atomic *)&sm_fd_l1[i], sizeof(struct sm_fdchunk));
+		c = install_chunk((void *_Atomic *)&sm_hot.fd_l1[i], sizeof(struct sm_fdchunk));
 	return c ? &c->e[(unsigned)fd & (SM_FD_CHUNK - 1)] : NULL;
 }
 
@@ -215,7 +213,7 @@ void sm_fd_drop_range(unsigned lo, unsigned hi)
 	if (hi >= SM_FD_MAX)
 		hi = SM_FD_MAX - 1;
 	for (unsigned fd = lo; fd <= hi && fd >= lo;) {
-		struct sm_fdchunk *c = atomic_load(&sm_fd_l1[fd >> SM_FD_CHUNK_SHIFT]);
+		struct sm_fdchunk *c = atomic_load(&sm_hot.fd_l1[fd >> SM_FD_CHUNK_SHIFT]);
 
 		if (!c) { /* skip the whole unmapped chunk */
 			fd = ((fd >> SM_FD_CHUNK_SHIFT) + 1) << SM_FD_CHUNK_SHIFT;
@@ -232,7 +230,7 @@ void sm_fd_drop_range(unsigned lo, unsigned hi)
 void sm_fd_for_each(void (*fn)(int fd, struct sm_sock *st, void *arg), void *arg)
 {
 	for (unsigned i = 0; i < SM_FD_L1; i++) {
-		struct sm_fdchunk *c = atomic_load_explicit(&sm_fd_l1[i], memory_order_acquire);
+		struct sm_fdchunk *c = atomic_load_explicit(&sm_hot.fd_l1[i], memory_order_acquire);
 
 		if (!c)
 			continue;

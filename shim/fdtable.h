@@ -34,11 +34,6 @@
 
 #include "state.h"
 
-#define SM_FD_CHUNK_SHIFT 12
-#define SM_FD_CHUNK	  (1u << SM_FD_CHUNK_SHIFT)
-#define SM_FD_L1	  1024u
-#define SM_FD_MAX	  (SM_FD_L1 * SM_FD_CHUNK) /* fds >= this are not accounted */
-
 #define SM_SOCK_DEAD INT64_MIN /* est after the final release */
 
 /*
@@ -55,7 +50,7 @@ struct sm_sock {
 	_Atomic uint32_t refs; /* table entries referring to it (RMW) */
 	_Atomic uint32_t next; /* free/retired list link (pool index) */
 	_Atomic uint32_t tick; /* W/R: helper only: last tick that reconciled it */
-	/* The epoch (sm_epoch) of the process charging it: set by the
+	/* The epoch (sm_hot.epoch) of the process charging it: set by the
 	 * creator before install; in a fork child, CAS to SM_EPOCH_ADOPTING
 	 * then to the child's epoch by the thread that adopts it (account.c). */
 	_Atomic uint32_t epoch;
@@ -96,19 +91,19 @@ struct sm_sock {
 
 /*
  * A state is this process's own (charged) unless it was inherited over fork
- * (the child bumps sm_epoch) and not adopted yet: a socket is charged by
+ * (the child bumps sm_hot.epoch) and not adopted yet: a socket is charged by
  * one process at a time, its creator while the creator holds it, then the
  * first descendant that uses it (see sm_sock_adopt).
  */
 static inline bool sm_sock_owned(const struct sm_sock *st)
 {
-	return atomic_load_explicit(&st->epoch, memory_order_acquire) == sm_epoch;
+	return atomic_load_explicit(&st->epoch, memory_order_acquire) == sm_hot.epoch;
 }
 
 struct sm_fdchunk {
 	struct sm_sock *_Atomic e[SM_FD_CHUNK];
 };
-extern struct sm_fdchunk *_Atomic sm_fd_l1[SM_FD_L1];
+/* The first level is sm_hot.fd_l1 (real.h; SM_FD_* sizes there too). */
 
 static inline void sm_rcu_lock(void)
 {
@@ -128,7 +123,7 @@ static inline struct sm_sock *sm_fd_peek(int fd)
 
 	if (sm_unlikely((unsigned)fd >= SM_FD_MAX))
 		return NULL;
-	c = atomic_load_explicit(&sm_fd_l1[(unsigned)fd >> SM_FD_CHUNK_SHIFT],
+	c = atomic_load_explicit(&sm_hot.fd_l1[(unsigned)fd >> SM_FD_CHUNK_SHIFT],
 				 memory_order_acquire);
 	if (c == NULL)
 		return NULL;

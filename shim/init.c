@@ -25,12 +25,10 @@
 #include "real.h"
 #include "state.h"
 
-_Atomic bool sm_active;
 struct sm_config sm_cfg;
 sockmem_seg_t *sm_seg;
 uint32_t sm_group = SOCKMEM_NONE;
 _Atomic uint32_t sm_proc = SOCKMEM_NONE;
-uint32_t sm_epoch = 1;
 int sm_pid;
 SM_TLS unsigned sm_nest;
 
@@ -140,7 +138,7 @@ static void fork_child(void)
 		return;
 	urcu_bp_after_fork_child();
 	sm_helper_fork_child();
-	sm_epoch++;
+	sm_hot.epoch++;
 	sm_pid = (int)syscall(SYS_getpid);
 	sm_tcache_forget();
 	atomic_store(&sm_proc, SOCKMEM_NONE);
@@ -170,6 +168,7 @@ __attribute__((constructor)) static void sm_init(void)
 		return;
 	}
 	sm_log_level = (int)sm_cfg.log_level;
+	sm_hot.reconcile_bytes = sm_cfg.reconcile_bytes > 0 ? sm_cfg.reconcile_bytes : INT64_MAX;
 	if (sm_cfg.group[0] == '\0')
 		return; /* pass-through: touch nothing */
 	sockmem_set_pressure_period((uint64_t)sm_cfg.pressure_ms * 1000000u);
@@ -186,7 +185,7 @@ __attribute__((constructor)) static void sm_init(void)
 	sm_adopt_existing(); /* sockets an earlier constructor or exec left open */
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	/* Release: publishes everything above to threads that test it. */
-	atomic_store_explicit(&sm_active, true, memory_order_release);
+	atomic_store_explicit(&sm_hot.active, true, memory_order_release);
 	sm_helper_start();
 	sm_nest--;
 }
@@ -206,7 +205,7 @@ __attribute__((destructor)) static void sm_fini(void)
 		return;
 	/* From here on, everything passes through. Relaxed: the grace period
 	 * below orders it against the readers' sections. */
-	atomic_store_explicit(&sm_active, false, memory_order_relaxed);
+	atomic_store_explicit(&sm_hot.active, false, memory_order_relaxed);
 	if (sm_nest) /* exit() from a handler inside the shim: leave it to the reaper */
 		return;
 	sm_nest++;

@@ -47,46 +47,79 @@ static bool adopt_on_use(int fd, struct sm_sock *st, int64_t n)
 	return sm_sock_adopt(fd, st);
 }
 
-static __attribute__((noinline)) void account_slow(int fd, int64_t n, bool tx)
+/* Everything the fast path declines (no cache yet, the stock runs out, a
+ * reconcile is due, an inherited socket). Out of line and out of the hot
+ * pages; keeps errno. */
+static __attribute__((noinline, cold)) void account_slow(int fd, struct sm_sock *st, int64_t n,
+							 bool tx)
 {
 	int saved = errno;
+
+	if (sm_sock_owned(st)) {
+		bool dry = false;
+
+		/* Near a max, a read that empties the estimate means the kernel
+		 * holds data we have not counted yet (it arrives unseen):
+		 * reconcile now. */
+		if (tx)
+			sm_sock_charge(st, n);
+		else
+			dry = sm_sock_uncharge(st, n) && sm_limit_is_on() &&
+			      sm_headroom(sm_seg, sm_group) < SM_NEAR_MAX;
+		sm_reconcile_traffic(fd, st, n, dry);
+	} else if (adopt_on_use(fd, st, n)) {
+		sm_reconcile(fd, st); /* charge what it holds now */
+	}
+	errno = saved;
+}
+
+/* The fast path's SM_FAST_DRY: a receive emptied the estimate under a
+ * limit; near the max, reconcile now (as account_slow would have). */
+static __attribute__((noinline, cold)) void account_dry(int fd, struct sm_sock *st)
+{
+	int saved = errno;
+
+	if (sm_headroom(sm_seg, sm_group) < SM_NEAR_MAX) {
+		atomic_store_explicit(&st->pending, 0, memory_order_relaxed);
+		sm_reconcile(fd, st);
+	}
+	errno = saved;
+}
+
+/* n bytes moved on fd (an accounted socket, seen by tx/rx). The first
+ * function of .text.hot, page-aligned, so that it and the interposers after
+ * it (send, recv, write, read, ...: see the end of this file) take as few
+ * code pages as they can (see struct sm_hot in real.h for why pages count). */
+static __attribute__((noinline, hot, aligned(4096))) void account(int fd, int64_t n, bool tx)
+{
 	struct sm_sock *st;
 
 	sm_nest++;
 	sm_rcu_lock();
 	st = sm_fd_peek(fd);
 	if (st && sm_likely(sm_active_acquire())) { /* re-check: see sm_fini */
-		if (sm_sock_owned(st)) {
-			bool dry = false;
+		enum sm_fast r =
+			sm_likely(sm_sock_owned(st)) ? sm_sock_fast(st, n, tx) : SM_FAST_NO;
 
-			/* Near a max, a read that empties the estimate means
-			 * the kernel holds data we have not counted yet (it
-			 * arrives unseen): reconcile now. */
-			if (tx)
-				sm_sock_charge(st, n);
-			else
-				dry = sm_sock_uncharge(st, n) && sm_limit_is_on() &&
-				      sm_headroom(sm_seg, sm_group) < SM_NEAR_MAX;
-			sm_reconcile_traffic(fd, st, n, dry);
-		} else if (adopt_on_use(fd, st, n)) {
-			sm_reconcile(fd, st); /* charge what it holds now */
-		}
+		if (sm_unlikely(r == SM_FAST_NO))
+			account_slow(fd, st, n, tx);
+		else if (sm_unlikely(r == SM_FAST_DRY))
+			account_dry(fd, st);
 	}
 	sm_rcu_unlock();
 	sm_nest--;
-	errno = saved;
 }
 
 static inline void tx(int fd, ssize_t n)
 {
 	if (n > 0 && sm_fd_peek(fd) && sm_likely(!sm_nest))
-		account_slow(fd, n, true);
+		account(fd, n, true);
 }
 
 static inline void rx(int fd, ssize_t n, int flags)
 {
 	if (n > 0 && !(flags & RX_SKIP) && sm_fd_peek(fd) && sm_likely(!sm_nest))
-		account_slow(fd, n, false);
+		account(fd, n, false);
 }
 
 static int64_t mmsg_bytes(const struct mmsghdr *v, int n)
@@ -569,94 +602,97 @@ static inline ssize_t io_recvfrom_chk(int fd, void *b, size_t n, size_t bl, int 
 
 /* ---- the exported interposers ----------------------------------------- */
 
-SM_EXPORT ssize_t send(int fd, const void *b, size_t n, int fl)
+/* Most used first: with account() they share the first page of .text.hot. */
+
+SM_EXPORT SM_HOT ssize_t send(int fd, const void *b, size_t n, int fl)
 {
 	return io_send(fd, b, n, fl);
 }
 
-SM_EXPORT ssize_t sendto(int fd, const void *b, size_t n, int fl, const struct sockaddr *a,
-			 socklen_t al)
-{
-	return io_sendto(fd, b, n, fl, a, al);
-}
-
-SM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
-{
-	return io_sendmsg(fd, m, fl);
-}
-
-SM_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int fl)
-{
-	return io_sendmmsg(fd, v, n, fl);
-}
-
-SM_EXPORT ssize_t write(int fd, const void *b, size_t n)
-{
-	return io_write(fd, b, n);
-}
-
-SM_EXPORT ssize_t writev(int fd, const struct iovec *v, int n)
-{
-	return io_writev(fd, v, n);
-}
-
-SM_EXPORT ssize_t sendfile(int o, int i, off_t *off, size_t n)
-{
-	return io_sendfile(o, i, off, n);
-}
-
-SM_EXPORT ssize_t sendfile64(int o, int i, off64_t *off, size_t n)
-{
-	return io_sendfile64(o, i, off, n);
-}
-
-SM_EXPORT ssize_t splice(int fi, off64_t *oi, int fo, off64_t *oo, size_t n, unsigned int fl)
-{
-	return io_splice(fi, oi, fo, oo, n, fl);
-}
-
-SM_EXPORT ssize_t recv(int fd, void *b, size_t n, int fl)
+SM_EXPORT SM_HOT ssize_t recv(int fd, void *b, size_t n, int fl)
 {
 	return io_recv(fd, b, n, fl);
 }
 
-SM_EXPORT ssize_t recvfrom(int fd, void *b, size_t n, int fl, struct sockaddr *a, socklen_t *al)
+SM_EXPORT SM_HOT ssize_t write(int fd, const void *b, size_t n)
 {
-	return io_recvfrom(fd, b, n, fl, a, al);
+	return io_write(fd, b, n);
 }
 
-SM_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int fl)
-{
-	return io_recvmsg(fd, m, fl);
-}
-
-SM_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int fl, struct timespec *t)
-{
-	return io_recvmmsg(fd, v, n, fl, t);
-}
-
-SM_EXPORT ssize_t read(int fd, void *b, size_t n)
+SM_EXPORT SM_HOT ssize_t read(int fd, void *b, size_t n)
 {
 	return io_read(fd, b, n);
 }
 
-SM_EXPORT ssize_t readv(int fd, const struct iovec *v, int n)
+SM_EXPORT SM_HOT ssize_t sendto(int fd, const void *b, size_t n, int fl, const struct sockaddr *a,
+				socklen_t al)
+{
+	return io_sendto(fd, b, n, fl, a, al);
+}
+
+SM_EXPORT SM_HOT ssize_t recvfrom(int fd, void *b, size_t n, int fl, struct sockaddr *a,
+				  socklen_t *al)
+{
+	return io_recvfrom(fd, b, n, fl, a, al);
+}
+
+SM_EXPORT SM_HOT ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
+{
+	return io_sendmsg(fd, m, fl);
+}
+
+SM_EXPORT SM_HOT ssize_t recvmsg(int fd, struct msghdr *m, int fl)
+{
+	return io_recvmsg(fd, m, fl);
+}
+
+SM_EXPORT SM_HOT ssize_t writev(int fd, const struct iovec *v, int n)
+{
+	return io_writev(fd, v, n);
+}
+
+SM_EXPORT SM_HOT ssize_t readv(int fd, const struct iovec *v, int n)
 {
 	return io_readv(fd, v, n);
 }
 
-SM_EXPORT ssize_t __read_chk(int fd, void *b, size_t n, size_t bl)
+SM_EXPORT SM_HOT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int fl)
+{
+	return io_sendmmsg(fd, v, n, fl);
+}
+
+SM_EXPORT SM_HOT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int fl, struct timespec *t)
+{
+	return io_recvmmsg(fd, v, n, fl, t);
+}
+
+SM_EXPORT SM_HOT ssize_t __read_chk(int fd, void *b, size_t n, size_t bl)
 {
 	return io_read_chk(fd, b, n, bl);
 }
 
-SM_EXPORT ssize_t __recv_chk(int fd, void *b, size_t n, size_t bl, int fl)
+SM_EXPORT SM_HOT ssize_t __recv_chk(int fd, void *b, size_t n, size_t bl, int fl)
 {
 	return io_recv_chk(fd, b, n, bl, fl);
 }
 
-SM_EXPORT ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t bl, int fl, struct sockaddr *a,
-				 socklen_t *al)
+SM_EXPORT SM_HOT ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t bl, int fl,
+					struct sockaddr *a, socklen_t *al)
 {
 	return io_recvfrom_chk(fd, b, n, bl, fl, a, al);
+}
+
+SM_EXPORT SM_HOT ssize_t sendfile(int o, int i, off_t *off, size_t n)
+{
+	return io_sendfile(o, i, off, n);
+}
+
+SM_EXPORT SM_HOT ssize_t sendfile64(int o, int i, off64_t *off, size_t n)
+{
+	return io_sendfile64(o, i, off, n);
+}
+
+SM_EXPORT SM_HOT ssize_t splice(int fi, off64_t *oi, int fo, off64_t *oo, size_t n, unsigned int fl)
+{
+	return io_splice(fi, oi, fo, oo, n, fl);
 }

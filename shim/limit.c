@@ -49,14 +49,12 @@
 #define SLICE_MS 20	    /* longest wait before re-trying admission */
 #define MIN_PART (4 * 1024) /* smallest partial admission */
 
-bool sm_limit_on;
-
 void sm_limit_refresh(void)
 {
 	bool on = sm_limited(sm_seg, sm_group) ||
 		  (sm_cfg.throttle && sm_high_level(sm_seg, sm_group) != SOCKMEM_NONE);
 
-	__atomic_store_n(&sm_limit_on, on, __ATOMIC_RELAXED);
+	__atomic_store_n(&sm_hot.limit_on, on, __ATOMIC_RELAXED);
 }
 
 /*

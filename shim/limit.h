@@ -37,11 +37,9 @@
  * A plain bool accessed only through the __atomic builtins (relaxed), as
  * lib/ does for flags clang must also compile: read it with sm_limit_is_on().
  */
-extern bool sm_limit_on;
-
 static inline bool sm_limit_is_on(void)
 {
-	return __atomic_load_n(&sm_limit_on, __ATOMIC_RELAXED);
+	return __atomic_load_n(&sm_hot.limit_on, __ATOMIC_RELAXED);
 }
 /* Budget share per socket (sm_budget_share), INT64_MAX when no level has a
  * finite max; whether the group is under pressure. W: helper tick. */

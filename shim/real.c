@@ -96,13 +96,13 @@ static void bind_all(void)
 	binding = 1;
 #define BIND(ret, name, params, args)                                                              \
 	p = lookup(#name);                                                                         \
-	sm_real.name = p ? (ret(*) params)p : raw_##name;
+	sm_hot.real.name = p ? (ret(*) params)p : raw_##name;
 	SM_REAL_LIST(BIND)
 #undef BIND
 	p = lookup("fcntl");
-	sm_real.fcntl = p ? (int (*)(int, int, ...))p : raw_fcntl;
+	sm_hot.real.fcntl = p ? (int (*)(int, int, ...))p : raw_fcntl;
 	p = lookup("fcntl64");
-	sm_real.fcntl64 = p ? (int (*)(int, int, ...))p : sm_real.fcntl;
+	sm_hot.real.fcntl64 = p ? (int (*)(int, int, ...))p : sm_hot.real.fcntl;
 	binding = 0;
 }
 
@@ -118,7 +118,7 @@ void sm_real_bind(void)
 		if (binding)                                                                       \
 			return raw_##name args;                                                    \
 		sm_real_bind();                                                                    \
-		return sm_real.name args;                                                          \
+		return sm_hot.real.name args;                                                      \
 	}
 SM_REAL_LIST(TRAMPOLINE)
 #undef TRAMPOLINE
@@ -134,7 +134,7 @@ static int first_fcntl(int fd, int cmd, ...)
 	if (binding)
 		return raw_fcntl(fd, cmd, arg);
 	sm_real_bind();
-	return sm_real.fcntl(fd, cmd, arg);
+	return sm_hot.real.fcntl(fd, cmd, arg);
 }
 
 static int first_fcntl64(int fd, int cmd, ...)
@@ -148,12 +148,13 @@ static int first_fcntl64(int fd, int cmd, ...)
 	if (binding)
 		return raw_fcntl(fd, cmd, arg);
 	sm_real_bind();
-	return sm_real.fcntl64(fd, cmd, arg);
+	return sm_hot.real.fcntl64(fd, cmd, arg);
 }
 
+/* Defined here: the table's initial values are the trampolines above. */
 #define INIT(ret, name, params, args) .name = first_##name,
-struct sm_real sm_real = {
-	SM_REAL_LIST(INIT).fcntl = first_fcntl,
-	.fcntl64 = first_fcntl64,
+struct sm_hot sm_hot = {
+	.epoch = 1,
+	.real = {SM_REAL_LIST(INIT).fcntl = first_fcntl, .fcntl64 = first_fcntl64},
 };
 #undef INIT

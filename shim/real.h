@@ -13,7 +13,10 @@
 #ifndef SOCKMEM_SHIM_REAL_H
 #define SOCKMEM_SHIM_REAL_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -69,8 +72,44 @@ struct sm_real {
 };
 #undef SM_REAL_MEMBER
 
-/* W: sm_real_bind (once). R: every libc_<fn>(). Pointer-sized stores. */
-extern struct sm_real sm_real;
+/*
+ * struct sm_hot: the table, with everything else every interposed call
+ * reads, in one page.
+ *
+ * A call that moves bytes pays for each page of the shim's data it touches:
+ * on a kernel with page-table isolation and no PCID (common in VMs, and the
+ * machine this project is measured on) every system call flushes the TLB,
+ * so each page is a TLB miss on every call, about 7 ns each there; a cache
+ * line within a page already walked costs a fraction of that. So the
+ * pass-through switch, the limit flag, the fork epoch, the reconcile
+ * threshold, the real-symbol table and the fd table's first level are
+ * fields of one page-aligned object rather than globals scattered over the
+ * image's data and bss pages (docs/ARCHITECTURE.md, "Cost of a call").
+ *
+ * Each field's concurrency contract is documented where it is used
+ * (state.h, limit.h, fdtable.h).
+ */
+#define SM_FD_CHUNK_SHIFT 12
+#define SM_FD_CHUNK	  (1u << SM_FD_CHUNK_SHIFT)
+#define SM_FD_L1	  1024u
+#define SM_FD_MAX	  (SM_FD_L1 * SM_FD_CHUNK) /* fds >= this are not accounted */
+
+struct sm_fdchunk;
+
+struct sm_hot {
+	/* The first cache line: what the interposers test. */
+	_Atomic bool active;	 /* the pass-through switch: see state.h */
+	bool limit_on;		 /* send admission on: see limit.h (__atomic) */
+	uint32_t epoch;		 /* fork epoch: see state.h */
+	int64_t reconcile_bytes; /* copy of sm_cfg.reconcile_bytes (W: constructor) */
+	/* The real functions. W: sm_real_bind (once). R: every libc_<fn>(). */
+	struct sm_real real;
+	/* fd >> SM_FD_CHUNK_SHIFT -> chunk of entries (fdtable.h). Entry 0,
+	 * the chunk of fds below 4096, shares the page with the fields above. */
+	struct sm_fdchunk *_Atomic fd_l1[SM_FD_L1];
+} __attribute__((aligned(4096)));
+
+extern struct sm_hot sm_hot;
 
 /* Bind the table (idempotent, thread-safe; the constructor calls it). */
 void sm_real_bind(void);
@@ -78,7 +117,7 @@ void sm_real_bind(void);
 #define SM_REAL_WRAPPER(ret, name, params, args)                                                   \
 	static inline ret libc_##name params                                                       \
 	{                                                                                          \
-		return sm_real.name args;                                                          \
+		return sm_hot.real.name args;                                                      \
 	}
 SM_REAL_LIST(SM_REAL_WRAPPER)
 #undef SM_REAL_WRAPPER
@@ -86,12 +125,12 @@ SM_REAL_LIST(SM_REAL_WRAPPER)
 /* fcntl's third argument is read as a pointer-sized word, as glibc does. */
 static inline int libc_fcntl(int fd, int cmd, void *arg)
 {
-	return sm_real.fcntl(fd, cmd, arg);
+	return sm_hot.real.fcntl(fd, cmd, arg);
 }
 
 static inline int libc_fcntl64(int fd, int cmd, void *arg)
 {
-	return sm_real.fcntl64(fd, cmd, arg);
+	return sm_hot.real.fcntl64(fd, cmd, arg);
 }
 
 #endif /* SOCKMEM_SHIM_REAL_H */

@@ -16,10 +16,14 @@
 
 #include "cache.h"
 #include "config.h"
+#include "real.h"
 #include "sockmem/sockmem.h"
 
 #define SM_EXPORT __attribute__((visibility("default")))
 #define SM_TLS	  __attribute__((tls_model("initial-exec"))) __thread
+/* The data path's interposers: kept together in .text.hot (fewer code pages
+ * per call; see struct sm_hot in real.h). */
+#define SM_HOT __attribute__((hot))
 
 /*
  * The pass-through switch: false until the constructor has attached to the
@@ -34,16 +38,14 @@
  * use the state the constructor published (sm_seg, sm_cfg, ...): a thread
  * that another library's constructor started before ours needs that order.
  */
-extern _Atomic bool sm_active;
-
 static inline bool sm_is_active(void)
 {
-	return atomic_load_explicit(&sm_active, memory_order_relaxed);
+	return atomic_load_explicit(&sm_hot.active, memory_order_relaxed);
 }
 
 static inline bool sm_active_acquire(void)
 {
-	return atomic_load_explicit(&sm_active, memory_order_acquire);
+	return atomic_load_explicit(&sm_hot.active, memory_order_acquire);
 }
 
 extern struct sm_config sm_cfg; /* W: constructor. R: all */
@@ -52,9 +54,9 @@ extern uint32_t sm_group;	/* W: constructor. R: all */
 /* This process's record; SOCKMEM_NONE in a fork child until it needs one.
  * W: constructor, sm_proc_ensure (under sm_proc_lock). R: slow paths. */
 extern _Atomic uint32_t sm_proc;
-/* Bumped in a fork child: a socket state created under another epoch
- * belongs to an ancestor process and is passed through (see fdtable.h). */
-extern uint32_t sm_epoch;
+/* sm_hot.epoch, bumped in a fork child: a socket state created under
+ * another epoch belongs to an ancestor process and is passed through (see
+ * fdtable.h). W: fork child handler (single-threaded). R: all. */
 extern int sm_pid; /* getpid() of this process (reset in the fork child) */
 
 /* Re-entry guard: raised while the shim runs its own code in this thread,

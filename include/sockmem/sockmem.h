@@ -207,6 +207,10 @@ struct sockmem_cache {
 	uint32_t group;
 	uint32_t proc;
 	int64_t batch;
+	/* This process could not register for membarrier: the fast paths pay
+	 * a real fence (lib/cache.h). Set by attach, after registering; a copy
+	 * so the fast path reads nothing outside the handle and the slot. */
+	bool fence;
 };
 
 /* Claim a slot for the calling thread. Without a free slot the cache still
