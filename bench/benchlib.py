@@ -59,11 +59,34 @@ class LockstepError(Exception):
         self.cfg = cfg
 
 
-def lockstep(bench, args, order, setups, who="bench", timeout=600):
+def pin_cpu(arg):
+    """--cpu: "auto" -> the highest-numbered CPU this process may run on
+    (CPU 0 tends to take more of the machine's interrupts), "none" -> None
+    (no pinning), else that CPU number."""
+    if arg == "none":
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if arg == "auto":
+        return allowed[-1]
+    try:
+        cpu = int(arg)
+    except ValueError:
+        raise SystemExit("--cpu: expected auto, none or a CPU number, got '%s'" % arg)
+    if cpu not in allowed:
+        raise SystemExit("--cpu: CPU %d is not one this process may use (%s)"
+                         % (cpu, ",".join(map(str, allowed))))
+    return cpu
+
+
+def lockstep(bench, args, order, setups, who="bench", timeout=600, cpu=None):
     """Run one sockmem-bench per configuration in a ring of pipes and return
     {config: JSON object}. order[0] measures first; setups[cfg] is
-    (environment, command prefix), e.g. (env, ["trickle", ...]). Raises
-    LockstepError if a member fails or the run outlasts timeout seconds."""
+    (environment, command prefix), e.g. (env, ["trickle", ...]). cpu: run
+    every member on that one CPU (same-thread workloads: then no
+    configuration gets a better or busier CPU than another; only the token
+    holder runs, the others wait on a pipe). Raises LockstepError if a
+    member fails or the run outlasts timeout seconds."""
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
     n = len(order)
     pipes = [os.pipe() for _ in order]
     procs = []
@@ -74,7 +97,7 @@ def lockstep(bench, args, order, setups, who="bench", timeout=600):
             cmd = list(prefix) + [bench] + args + [
                 "--json", "--samples", "--turns", "%d:%d" % (rin, wout)]
             procs.append((cfg, cmd, subprocess.Popen(
-                cmd, env=env, pass_fds=(rin, wout),
+                cmd, env=env, pass_fds=(rin, wout), preexec_fn=pin,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
         os.write(pipes[0][1], b"t")
     finally:

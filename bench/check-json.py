@@ -3,7 +3,8 @@
 arguments, require exit status 0 and JSON on stdout.
 
 sockmem-bench prints one object with mode/params/results/alloc;
-sockmem-charge-bench prints one object per line with variant/threads/ns_per_op.
+sockmem-charge-bench prints one object per line with variant/threads/ns_per_op;
+sockmem-page-probe one object with lines/pages/ns_per_line/ns_per_page.
 No timing is asserted: the figures only have to be present and positive."""
 import json
 import subprocess
@@ -40,6 +41,16 @@ def check_charge(objs):
             fail("ns_per_op not positive in %r" % o)
 
 
+def check_probe(objs):
+    o = objs[0]
+    for v in ("lines", "pages"):
+        if not o.get(v) or any(not x > 0 for x in o[v].values()):
+            fail("%s: missing or not positive in %r" % (v, o))
+    for k in ("ns_per_line", "ns_per_page"):
+        if k not in o:
+            fail("missing key %r" % k)
+
+
 def main():
     if len(sys.argv) < 2:
         fail("usage: check-json.py COMMAND [ARGS...]")
@@ -58,6 +69,8 @@ def main():
     print(p.stdout, end="")
     if "variant" in objs[0]:
         check_charge(objs)
+    elif "ns_per_page" in objs[0]:
+        check_probe(objs)
     else:
         check_loadgen(objs)
 

@@ -93,11 +93,13 @@ def run_charge(a, rows, run):
 
 
 def lockstep(a, args, order, lib, ns):
-    """{config: JSON object} of one lockstep run; order[0] measures first."""
+    """{config: JSON object} of one lockstep run; order[0] measures first.
+    The same-thread per-call workloads run on one CPU (--cpu)."""
+    cpu = a.cpu if args[0] == "percall" else None
     try:
         return benchlib.lockstep(os.path.join(a.build_dir, "sockmem-bench"), args, order,
                                  {c: (config_env(c, lib, ns), []) for c in order},
-                                 who="run-percall")
+                                 who="run-percall", cpu=cpu)
     except benchlib.LockstepError as e:
         raise SystemExit(str(e))
 
@@ -224,6 +226,9 @@ def parse_args():
     ap.add_argument("--with-pingpong", action="store_true",
                     help="also cross-process ping-pong latency (p50, 64 B)")
     ap.add_argument("--csv", default="run-percall.csv", help="raw results (run-percall.csv)")
+    ap.add_argument("--cpu", default="auto",
+                    help="CPU for the per-call workloads, every configuration on it: auto "
+                    "(the highest-numbered allowed CPU), none (no pinning) or a number")
     ap.add_argument("--only", metavar="REGEX",
                     help="only the workloads whose name matches (e.g. 'stream')")
     ap.add_argument("--commit", help="commit to print in the header (default: git HEAD "
@@ -241,6 +246,7 @@ def parse_args():
     if a.runs < 1:
         ap.error("--runs must be at least 1")
     a.build_dir = os.path.abspath(a.build_dir)
+    a.cpu = benchlib.pin_cpu(a.cpu)
     if a.from_csv:
         return a
     for f in ("sockmem-bench", "libsockmem.so", "sockmem-charge-bench"):
