@@ -86,7 +86,7 @@ struct sm_sock {
 #define SM_EPOCH_ADOPTING UINT32_MAX
 /* A socket this image found open at load (inherited over exec) while
  * another member still held it at the same fd number: owner_pid is that
- * member, and it is adopted like a fork child's (sm_epoch starts at 1). */
+ * member, and it is adopted like a fork child's (sm_hot.epoch starts at 1). */
 #define SM_EPOCH_FOREIGN 0u
 
 /*

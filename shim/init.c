@@ -2,14 +2,14 @@
  * Load, fork and exit.
  *
  * The constructor parses the environment once; without SOCKMEM_GROUP (or
- * with a bad value) it returns leaving sm_active false: no segment touched,
+ * with a bad value) it returns leaving sm_hot.active false: no segment touched,
  * no thread started, every interposer a pass-through. Otherwise it attaches
  * to the namespace's segment, finds or creates the group, applies the limits
  * given in the environment, registers the process and starts the helper.
  *
  * Fork: the child keeps the parent's sockets but not their charges (the
  * parent still owns them, as the kernel keeps sk_memcg of the creator); it
- * bumps sm_epoch so inherited states pass through, forgets the forking
+ * bumps sm_hot.epoch so inherited states pass through, forgets the forking
  * thread's cache handle (the slot is the parent's), and registers its own
  * process record and helper lazily, when it first creates a socket.
  */
@@ -209,7 +209,7 @@ __attribute__((destructor)) static void sm_fini(void)
 	if (sm_nest) /* exit() from a handler inside the shim: leave it to the reaper */
 		return;
 	sm_nest++;
-	/* Threads already inside an accounting section re-check sm_active
+	/* Threads already inside an accounting section re-check sm_hot.active
 	 * under RCU: after a grace period none is still charging. */
 	urcu_bp_synchronize_rcu();
 	sm_helper_stop();

@@ -186,8 +186,8 @@ static void track_dup(int old_fd, int new_fd)
 
 /*
  * Run a table-changing slow path: not re-entered, not in a vfork child, and
- * inside an RCU read-side section that re-checks sm_active, so the exit
- * path (which clears sm_active and then waits a grace period) knows no
+ * inside an RCU read-side section that re-checks sm_hot.active, so the exit
+ * path (which clears sm_hot.active and then waits a grace period) knows no
  * thread is still changing charges when it unregisters the process.
  */
 #define SLOW_PATH(stmt)                                                                            \

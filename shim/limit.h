@@ -70,7 +70,7 @@ int sm_admit(int fd, int64_t n, int flags, struct sm_adm *a);
  * the reservation into the socket's estimate, give back the rest. */
 void sm_admit_done(int fd, struct sm_adm *a, ssize_t rc);
 
-/* Recompute sm_limit_on from the segment (constructor, tick). */
+/* Recompute sm_hot.limit_on from the segment (constructor, tick). */
 void sm_limit_refresh(void);
 
 /* ---- clamp.c ---- */

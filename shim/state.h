@@ -2,8 +2,8 @@
  * Process-wide state of the preload shim (private to shim/).
  *
  * Everything here is written once by the constructor (or by the fork child
- * handler, single-threaded) before sm_active is raised, and only read after;
- * except sm_active itself (cleared by the destructor while other threads
+ * handler, single-threaded) before sm_hot.active is raised, and only read after;
+ * except sm_hot.active itself (cleared by the destructor while other threads
  * run) and sm_proc, which are atomics.
  */
 #ifndef SOCKMEM_SHIM_STATE_H
