@@ -98,6 +98,7 @@ static pthread_t thread;
 static uint32_t tick_no;		 /* W/R: helper only */
 static uint32_t wait_lvl = SOCKMEM_NONE; /* W: helper under lock. R: stop */
 static _Atomic uint32_t local_seq;	 /* futex word when no level has high */
+static _Atomic uint32_t started;	 /* W: helper_main, at its start. R: start */
 static bool backoff;			 /* W/R: helper: idle backoff this tick */
 
 /* Remove a stale entry: its fd was closed (and maybe reused) unseen. */
@@ -208,6 +209,10 @@ static void *helper_main(void *arg)
 {
 	uint64_t interval = (uint64_t)sm_cfg.reconcile_ms * 1000000u, next;
 
+	/* The thread's setup (glibc's, a sanitizer's) is over: let
+	 * sm_helper_start return. */
+	atomic_store(&started, 1);
+	syscall(SYS_futex, &started, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	sm_nest = 1; /* everything this thread calls passes through */
 	sm_tcache_uncached();
 	/* Low priority: nice +10 for this thread only (Linux: per-tid). */
@@ -229,6 +234,30 @@ static void *helper_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Return only once the helper runs its own code (bounded: 1 s). A new
+ * thread's setup may allocate (glibc's pthread_getattr_np under a
+ * sanitizer, an allocator's thread cache); a fork right after our
+ * constructor, while that setup held an allocator lock with no fork
+ * handler of its own (GCC 12's ASan), left the child with the lock held and
+ * its first new thread hung.
+ */
+static void wait_started(void)
+{
+	uint64_t end = sockmem_now_ns() + 1000000000u;
+
+	while (!atomic_load(&started)) {
+		uint64_t now = sockmem_now_ns();
+		struct timespec ts;
+
+		if (now >= end)
+			return;
+		ts.tv_sec = (time_t)((end - now) / 1000000000u);
+		ts.tv_nsec = (long)((end - now) % 1000000000u);
+		syscall(SYS_futex, &started, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+	}
+}
+
 int sm_helper_start(void)
 {
 	sigset_t all, old;
@@ -240,6 +269,7 @@ int sm_helper_start(void)
 	/* The thread inherits a fully blocked mask: signals are the program's. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	atomic_store(&started, 0);
 	rc = pthread_create(&thread, NULL, helper_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
@@ -248,6 +278,7 @@ int sm_helper_start(void)
 		return -rc;
 	}
 	running = true;
+	SM_SAVE_ERRNO(wait_started());
 	return 0;
 }
 
