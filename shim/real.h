@@ -79,7 +79,8 @@ struct sm_real {
  * A call that moves bytes pays for each page of the shim's data it touches:
  * on a kernel with page-table isolation and no PCID (common in VMs, and the
  * machine this project is measured on) every system call flushes the TLB,
- * so each page is a TLB miss on every call, about 7 ns each there; a cache
+ * so each page is a TLB miss on every call, 5-6 ns each there (measured by
+ * sockmem-page-probe, bench/); a cache
  * line within a page already walked costs a fraction of that. So the
  * pass-through switch, the limit flag, the fork epoch, the reconcile
  * threshold, the real-symbol table and the fd table's first level are
