@@ -81,9 +81,10 @@ struct sm_real {
  * machine this project is measured on) every system call flushes the TLB,
  * so each page is a TLB miss on every call, 5-6 ns each there (measured by
  * sockmem-page-probe, bench/); a cache line within a page already walked
- * costs a fraction of that. So the pass-through switch, the limit flag, the fork epoch, the
- * reconcile threshold, the real-symbol table and the fd table's first level are fields of one
- * page-aligned object rather than globals scattered over the image's data and bss pages
+ * costs a fraction of that. So the pass-through switch, the limit flag, the
+ * fork epoch, the reconcile threshold, the real-symbol table and the fd
+ * table's first level are fields of one page-aligned object rather than
+ * globals scattered over the image's data and bss pages
  * (docs/ARCHITECTURE.md, "Cost of a call").
  *
  * Each field's concurrency contract is documented where it is used
