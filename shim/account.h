@@ -43,11 +43,28 @@ void sm_sock_opened(void);
  * and no reconcile is due; it makes no call and leaves errno alone.
  *  SM_FAST_NO:   nothing done; take the slow path.
  *  SM_FAST_DONE: accounted.
- *  SM_FAST_DRY:  accounted, and a receive emptied the estimate while
- *                admission is on: check for a reconcile now (see io.c).
+ *  SM_FAST_DRY:  accounted, and a receive left the estimate stale
+ *                (sm_sock_rx_stale) while admission is on: check for a
+ *                reconcile now (see io.c).
  * Caller: inside sm_rcu_lock, sm_nest raised.
  */
 enum sm_fast { SM_FAST_NO, SM_FAST_DONE, SM_FAST_DRY };
+
+/*
+ * After a receive left st's estimate at e (>= 0): has the program read at
+ * least half of the receive queue the last reconcile saw (k_rmem), or
+ * emptied the estimate? Then what it reads next has mostly arrived since,
+ * unseen (data arrives without a call), and the estimate lags the kernel:
+ * near a max the caller reconciles now. Reconciling only when the estimate
+ * ran dry left it, on average, half a receive queue behind per socket.
+ */
+static inline bool sm_sock_rx_stale(struct sm_sock *st, int64_t e)
+{
+	int64_t w = atomic_load_explicit(&st->k_wmem, memory_order_relaxed);
+	int64_t r = atomic_load_explicit(&st->k_rmem, memory_order_relaxed);
+
+	return e <= 0 || e <= w + r / 2;
+}
 
 static inline enum sm_fast sm_sock_fast(struct sm_sock *st, int64_t n, bool tx)
 {
@@ -79,7 +96,9 @@ static inline enum sm_fast sm_sock_fast(struct sm_sock *st, int64_t n, bool tx)
 	if (d > 0 && !sm_cache_try_uncharge(&sm_tc, d))
 		SM_SAVE_ERRNO(sm_cache_uncharge_slow(&sm_tc, d));
 	atomic_store_explicit(&st->pending, p, memory_order_relaxed);
-	return e >= 0 && d == e && sm_limit_is_on() ? SM_FAST_DRY : SM_FAST_DONE;
+	return sm_unlikely(sm_limit_is_on()) && e >= 0 && sm_sock_rx_stale(st, e - d)
+		       ? SM_FAST_DRY
+		       : SM_FAST_DONE;
 }
 
 /* Constructor (lifecycle.c): account the sockets already open when this

@@ -58,14 +58,19 @@ static __attribute__((noinline, cold)) void account_slow(int fd, struct sm_sock 
 	if (sm_sock_owned(st)) {
 		bool dry = false;
 
-		/* Near a max, a read that empties the estimate means the kernel
-		 * holds data we have not counted yet (it arrives unseen):
-		 * reconcile now. */
-		if (tx)
+		/* Near a max, a read that leaves the estimate stale means the
+		 * kernel holds data we have not counted yet (it arrives
+		 * unseen): reconcile now. */
+		if (tx) {
 			sm_sock_charge(st, n);
-		else
-			dry = sm_sock_uncharge(st, n) && sm_limit_is_on() &&
+		} else {
+			int64_t e;
+
+			sm_sock_uncharge(st, n);
+			e = atomic_load_explicit(&st->est, memory_order_relaxed);
+			dry = sm_limit_is_on() && e >= 0 && sm_sock_rx_stale(st, e) &&
 			      sm_headroom(sm_seg, sm_group) < SM_NEAR_MAX;
+		}
 		sm_reconcile_traffic(fd, st, n, dry);
 	} else if (adopt_on_use(fd, st, n)) {
 		sm_reconcile(fd, st); /* charge what it holds now */
@@ -73,7 +78,7 @@ static __attribute__((noinline, cold)) void account_slow(int fd, struct sm_sock 
 	errno = saved;
 }
 
-/* The fast path's SM_FAST_DRY: a receive emptied the estimate under a
+/* The fast path's SM_FAST_DRY: a receive left the estimate stale under a
  * limit; near the max, reconcile now (as account_slow would have). */
 static __attribute__((noinline, cold)) void account_dry(int fd, struct sm_sock *st)
 {
