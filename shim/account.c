@@ -127,21 +127,20 @@ bool sm_sock_publish(struct sm_sock *st, int64_t n)
 }
 
 /* Uncharge up to n bytes (never more than E). */
-bool sm_sock_uncharge(struct sm_sock *st, int64_t n)
+void sm_sock_uncharge(struct sm_sock *st, int64_t n)
 {
 	struct sockmem_cache *c = sm_tcache();
 	int64_t e, d;
 
 	if (!c)
-		return false;
+		return;
 	e = atomic_load_explicit(&st->est, memory_order_relaxed);
 	do {
-		if (e <= 0) /* nothing charged (dry), or DEAD */
-			return e == 0;
+		if (e <= 0) /* nothing charged, or DEAD */
+			return;
 		d = n < e ? n : e;
 	} while (!atomic_compare_exchange_weak(&st->est, &e, e - d));
 	sm_cache_uncharge(c, d);
-	return d == e;
 }
 
 /* Reconciliation: make E equal to the kernel's figure t (>= 0). Bounded

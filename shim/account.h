@@ -27,9 +27,8 @@ void sm_sock_charge(struct sm_sock *st, int64_t n);
 /* Move n bytes already charged (an admission's reservation) into st's
  * estimate; false if st was released meanwhile (give them back). */
 bool sm_sock_publish(struct sm_sock *st, int64_t n);
-/* Uncharge up to n bytes (never more than st's estimate). True when the
- * estimate was empty or is now (the read took what we knew of): "dry". */
-bool sm_sock_uncharge(struct sm_sock *st, int64_t n);
+/* Uncharge up to n bytes (never more than st's estimate). */
+void sm_sock_uncharge(struct sm_sock *st, int64_t n);
 /* Set st's estimate to the kernel's figure t, charging or uncharging the
  * difference. */
 void sm_sock_set(struct sm_sock *st, int64_t t);
@@ -51,7 +50,7 @@ void sm_sock_opened(void);
 enum sm_fast { SM_FAST_NO, SM_FAST_DONE, SM_FAST_DRY };
 
 /*
- * After a receive left st's estimate at e (>= 0): has the program read at
+ * After a receive left st's estimate at e: has the program read at
  * least half of the receive queue the last reconcile saw (k_rmem), or
  * emptied the estimate? Then what it reads next has mostly arrived since,
  * unseen (data arrives without a call), and the estimate lags the kernel:
@@ -63,7 +62,7 @@ static inline bool sm_sock_rx_stale(struct sm_sock *st, int64_t e)
 	int64_t w = atomic_load_explicit(&st->k_wmem, memory_order_relaxed);
 	int64_t r = atomic_load_explicit(&st->k_rmem, memory_order_relaxed);
 
-	return e <= 0 || e <= w + r / 2;
+	return e >= 0 && e <= w + r / 2; /* e < 0: DEAD */
 }
 
 static inline enum sm_fast sm_sock_fast(struct sm_sock *st, int64_t n, bool tx)
@@ -96,9 +95,8 @@ static inline enum sm_fast sm_sock_fast(struct sm_sock *st, int64_t n, bool tx)
 	if (d > 0 && !sm_cache_try_uncharge(&sm_tc, d))
 		SM_SAVE_ERRNO(sm_cache_uncharge_slow(&sm_tc, d));
 	atomic_store_explicit(&st->pending, p, memory_order_relaxed);
-	return sm_unlikely(sm_limit_is_on()) && e >= 0 && sm_sock_rx_stale(st, e - d)
-		       ? SM_FAST_DRY
-		       : SM_FAST_DONE;
+	return sm_unlikely(sm_limit_is_on()) && sm_sock_rx_stale(st, e - d) ? SM_FAST_DRY
+									    : SM_FAST_DONE;
 }
 
 /* Constructor (lifecycle.c): account the sockets already open when this

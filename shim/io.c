@@ -47,6 +47,12 @@ static bool adopt_on_use(int fd, struct sm_sock *st, int64_t n)
 	return sm_sock_adopt(fd, st);
 }
 
+/* Headroom under SM_NEAR_MAX at some level: estimates are kept tight. */
+static bool near_max(void)
+{
+	return sm_headroom(sm_seg, sm_group) < SM_NEAR_MAX;
+}
+
 /* Everything the fast path declines (no cache yet, the stock runs out, a
  * reconcile is due, an inherited socket). Out of line and out of the hot
  * pages; keeps errno. */
@@ -64,12 +70,11 @@ static __attribute__((noinline, cold)) void account_slow(int fd, struct sm_sock 
 		if (tx) {
 			sm_sock_charge(st, n);
 		} else {
-			int64_t e;
-
 			sm_sock_uncharge(st, n);
-			e = atomic_load_explicit(&st->est, memory_order_relaxed);
-			dry = sm_limit_is_on() && e >= 0 && sm_sock_rx_stale(st, e) &&
-			      sm_headroom(sm_seg, sm_group) < SM_NEAR_MAX;
+			dry = sm_limit_is_on() &&
+			      sm_sock_rx_stale(
+				      st, atomic_load_explicit(&st->est, memory_order_relaxed)) &&
+			      near_max();
 		}
 		sm_reconcile_traffic(fd, st, n, dry);
 	} else if (adopt_on_use(fd, st, n)) {
@@ -82,13 +87,8 @@ static __attribute__((noinline, cold)) void account_slow(int fd, struct sm_sock 
  * limit; near the max, reconcile now (as account_slow would have). */
 static __attribute__((noinline, cold)) void account_dry(int fd, struct sm_sock *st)
 {
-	int saved = errno;
-
-	if (sm_headroom(sm_seg, sm_group) < SM_NEAR_MAX) {
-		atomic_store_explicit(&st->pending, 0, memory_order_relaxed);
-		sm_reconcile(fd, st);
-	}
-	errno = saved;
+	if (near_max())
+		SM_SAVE_ERRNO(sm_reconcile_traffic(fd, st, 0, true));
 }
 
 /* n bytes moved on fd (an accounted socket, seen by tx/rx). The first
