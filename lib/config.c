@@ -37,7 +37,9 @@ const struct sm_option sm_options[] = {
 	{"SOCKMEM_RECONCILE_MS", SM_OPT_INT, OPT(reconcile_ms), 0, "100", 1, 60000, "ms", NULL,
 	 "Helper tick: reconcile every socket against SO_MEMINFO"},
 	{"SOCKMEM_RECONCILE_BYTES", SM_OPT_SIZE, OPT(reconcile_bytes), 0, "1M", 0, 1 * GiB, "bytes",
-	 NULL, "Reconcile a socket after this much traffic; 0: only on the tick"},
+	 NULL,
+	 "Reconcile a socket after this much traffic (4x while far from every max and high); "
+	 "0: only on the tick"},
 	{"SOCKMEM_PRESSURE_MS", SM_OPT_INT, OPT(pressure_ms), 0, "1000", 1, 600000, "ms", NULL,
 	 "Socket pressure period after a max hit or failed reclaim"},
 	{"SOCKMEM_LOG", SM_OPT_ENUM, OPT(log_level), 0, "warn", 0, 3, "level",

@@ -223,20 +223,33 @@ bool sm_low_too_close(int64_t high, int64_t low)
 	return sub_sat(high, low) < gap;
 }
 
-int64_t sm_headroom(sockmem_seg_t *seg, uint32_t group)
+/* Smallest limit - usage over the group and its ancestors, the limits being
+ * every finite max and, with `high`, every high watermark too. */
+static int64_t room_under(sockmem_seg_t *seg, uint32_t group, bool high)
 {
 	struct sockmem_group *g = sockmem_group_at(seg, group);
 	int64_t room = INT64_MAX;
 
 	for (int d = 0; g && d <= SM_DEPTH_MAX; d++, g = sm_group_parent(seg, g)) {
-		int64_t m = RLX(&g->max), u = RLX(&g->usage);
+		int64_t u = RLX(&g->usage);
+		int64_t lim[2] = {RLX(&g->max), high ? RLX(&g->high) : SOCKMEM_UNLIMITED};
 
-		if (m != SOCKMEM_UNLIMITED) {
-			int64_t r = m > u ? sub_sat(m, u) : 0;
+		for (int i = 0; i < 2; i++) {
+			int64_t r = lim[i] > u ? sub_sat(lim[i], u) : 0;
 
-			if (r < room)
+			if (lim[i] != SOCKMEM_UNLIMITED && r < room)
 				room = r;
 		}
 	}
 	return room;
+}
+
+int64_t sm_headroom(sockmem_seg_t *seg, uint32_t group)
+{
+	return room_under(seg, group, false);
+}
+
+int64_t sm_headroom_high(sockmem_seg_t *seg, uint32_t group)
+{
+	return room_under(seg, group, true);
 }

@@ -49,6 +49,9 @@ uint32_t sm_high_level(sockmem_seg_t *seg, uint32_t group);
  * and its ancestors; INT64_MAX if no level has a finite max). A snapshot:
  * the charge itself decides. Lock-free, reads only. */
 int64_t sm_headroom(sockmem_seg_t *seg, uint32_t group);
+/* The same with the high watermarks counted as limits too: how far the
+ * group is from anything that acts on its usage. */
+int64_t sm_headroom_high(sockmem_seg_t *seg, uint32_t group);
 
 /* Hysteresis of the send path's moderation at max: lifted once every level
  * with a finite max is at or below SM_COMFORT_NUM / SM_COMFORT_DEN of it. */

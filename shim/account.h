@@ -72,7 +72,7 @@ static inline enum sm_fast sm_sock_fast(struct sm_sock *st, int64_t n, bool tx)
 	if (sm_unlikely(!sm_tc_attached) ||
 	    __builtin_add_overflow(atomic_load_explicit(&st->pending, memory_order_relaxed), n,
 				   &p) ||
-	    p >= sm_hot.reconcile_bytes)
+	    p >= sm_stride())
 		return SM_FAST_NO;
 	e = atomic_load_explicit(&st->est, memory_order_relaxed);
 	if (tx) {
@@ -107,7 +107,7 @@ void sm_adopt_existing(void);
  * a socket (a stale entry). Preserves errno. */
 bool sm_reconcile(int fd, struct sm_sock *st);
 /* Data path: n bytes moved on st; reconcile once enough traffic passed
- * (SOCKMEM_RECONCILE_BYTES), or now if `dry` (a receive near a max found
+ * (sm_stride()), or now if `dry` (a receive near a max found
  * the estimate empty). */
 void sm_reconcile_traffic(int fd, struct sm_sock *st, int64_t n, bool dry);
 

@@ -168,7 +168,6 @@ __attribute__((constructor)) static void sm_init(void)
 		return;
 	}
 	sm_log_level = (int)sm_cfg.log_level;
-	sm_hot.reconcile_bytes = sm_cfg.reconcile_bytes > 0 ? sm_cfg.reconcile_bytes : INT64_MAX;
 	if (sm_cfg.group[0] == '\0')
 		return; /* pass-through: touch nothing */
 	sockmem_set_pressure_period((uint64_t)sm_cfg.pressure_ms * 1000000u);

@@ -49,12 +49,44 @@
 #define SLICE_MS 20	    /* longest wait before re-trying admission */
 #define MIN_PART (4 * 1024) /* smallest partial admission */
 
+/*
+ * The traffic reconcile stride (sm_hot.reconcile_bytes): each reconcile is
+ * a system call (SO_MEMINFO), about 2% of a loopback bulk stream's time at
+ * one per MiB per socket. Between reconciles a sending socket's estimate
+ * may run up to the stride above what the kernel holds. That matters only
+ * where a decision reads it: near a max (admission) or a high watermark
+ * (the reclaimer). So the stride is SOCKMEM_RECONCILE_BYTES while some
+ * level is within SM_FAR_STRIDES strides of its max or its high, and
+ * SM_STRIDE_FAR times that while every level is further away (or has no
+ * limit at all); the tick also reconciles every busy socket, so the figures
+ * shown are never more than one tick behind either way. Moving from far
+ * to near is seen at the next tick; until then the estimates may be
+ * SM_STRIDE_FAR times looser, which admission and the reclaimer correct as
+ * they do any overstatement (they reconcile before they refuse or shrink).
+ */
+#define SM_STRIDE_FAR  4
+#define SM_FAR_STRIDES 256
+
+static void stride_refresh(void)
+{
+	int64_t b = sm_cfg.reconcile_bytes, stride = INT64_MAX;
+
+	if (b > 0) {
+		int64_t room = sm_headroom_high(sm_seg, sm_group);
+		bool far = room / SM_FAR_STRIDES >= b; /* no overflow for any room */
+
+		stride = far && b <= INT64_MAX / SM_STRIDE_FAR ? b * SM_STRIDE_FAR : b;
+	}
+	__atomic_store_n(&sm_hot.reconcile_bytes, stride, __ATOMIC_RELAXED);
+}
+
 void sm_limit_refresh(void)
 {
 	bool on = sm_limited(sm_seg, sm_group) ||
 		  (sm_cfg.throttle && sm_high_level(sm_seg, sm_group) != SOCKMEM_NONE);
 
 	__atomic_store_n(&sm_hot.limit_on, on, __ATOMIC_RELAXED);
+	stride_refresh();
 }
 
 /*

@@ -41,6 +41,13 @@ static inline bool sm_limit_is_on(void)
 {
 	return __atomic_load_n(&sm_hot.limit_on, __ATOMIC_RELAXED);
 }
+/* Traffic per socket between reconciles (INT64_MAX: only on the tick).
+ * SOCKMEM_RECONCILE_BYTES near a max or high, a multiple of it far from
+ * every limit: see limit.c. W: constructor and helper tick (relaxed). */
+static inline int64_t sm_stride(void)
+{
+	return __atomic_load_n(&sm_hot.reconcile_bytes, __ATOMIC_RELAXED);
+}
 /* Budget share per socket (sm_budget_share), INT64_MAX when no level has a
  * finite max; whether the group is under pressure. W: helper tick. */
 extern _Atomic int64_t sm_buf_share;
@@ -70,7 +77,8 @@ int sm_admit(int fd, int64_t n, int flags, struct sm_adm *a);
  * the reservation into the socket's estimate, give back the rest. */
 void sm_admit_done(int fd, struct sm_adm *a, ssize_t rc);
 
-/* Recompute sm_hot.limit_on from the segment (constructor, tick). */
+/* Recompute sm_hot.limit_on and the reconcile stride from the segment
+ * (constructor, tick). */
 void sm_limit_refresh(void);
 
 /* ---- clamp.c ---- */

@@ -102,7 +102,7 @@ struct sm_hot {
 	_Atomic bool active;	 /* the pass-through switch: see state.h */
 	bool limit_on;		 /* send admission on: see limit.h (__atomic) */
 	uint32_t epoch;		 /* fork epoch: see state.h */
-	int64_t reconcile_bytes; /* copy of sm_cfg.reconcile_bytes (W: constructor) */
+	int64_t reconcile_bytes; /* traffic reconcile stride: see sm_stride() */
 	/* The real functions. W: sm_real_bind (once). R: every libc_<fn>(). */
 	struct sm_real real;
 	/* fd >> SM_FD_CHUNK_SHIFT -> chunk of entries (fdtable.h). Entry 0,

@@ -6,9 +6,10 @@
  * unsent + unacknowledged, skb truesize; wmem_alloc for datagram sockets,
  * which have no write queue) + rmem_alloc (receive queue). The
  * data path only estimates from the bytes each call moved; this corrects the
- * estimate every SOCKMEM_RECONCILE_BYTES of traffic per socket, and on every
- * tick of the helper for all sockets, which also picks up data that arrived
- * on sockets the program is not touching.
+ * estimate every SOCKMEM_RECONCILE_BYTES of traffic per socket (a multiple of
+ * it far from every limit: sm_stride), and on every tick of the helper for
+ * all sockets, which also picks up data that arrived on sockets the program
+ * is not touching.
  */
 #include <linux/futex.h>
 #include <linux/sock_diag.h>
@@ -73,7 +74,7 @@ void sm_reconcile_traffic(int fd, struct sm_sock *st, int64_t n, bool dry)
 
 	/* dry: a receive near a max found the estimate empty; the kernel holds
 	 * data we have not counted (it arrives unseen): reconcile now. */
-	if (dry || (sm_cfg.reconcile_bytes > 0 && p >= sm_cfg.reconcile_bytes)) {
+	if (dry || p >= sm_stride()) {
 		/* Reset first: if SO_MEMINFO fails, do not retry on every call. */
 		atomic_store_explicit(&st->pending, 0, memory_order_relaxed);
 		sm_reconcile(fd, st);

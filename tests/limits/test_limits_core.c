@@ -75,6 +75,7 @@ Test(limits_core, shares_headroom_wakeups, .init = setup, .fini = teardown)
 	cr_assert_eq(sockmem_group_lookup(seg, "p", &p), 0);
 	cr_expect_eq(sm_budget_share(seg, a, 16), INT64_MAX, "no max anywhere");
 	cr_expect_not(sm_limited(seg, a));
+	cr_expect_eq(sm_headroom_high(seg, a), INT64_MAX, "no limit anywhere");
 	cr_assert_eq(
 		sockmem_group_set_limits(seg, p, 32 * MiB, 16 * MiB, 8 * MiB, why, sizeof(why)), 0,
 		"%s", why);
@@ -92,11 +93,14 @@ Test(limits_core, shares_headroom_wakeups, .init = setup, .fini = teardown)
 	uint32_t s0 = sm_reclaim_seq(seg, p);
 	sockmem_charge(seg, a, 15 * MiB);
 	cr_expect_eq(sm_reclaim_seq(seg, p), s0, "below high: no wake-up");
+	cr_expect_eq(sm_headroom(seg, a), 17 * MiB);
+	cr_expect_eq(sm_headroom_high(seg, a), MiB, "the high is nearer than the max");
 	sockmem_charge(seg, a, 2 * MiB);
 	cr_expect_eq(sm_reclaim_seq(seg, p), s0 + 1, "crossing: one wake-up");
 	sockmem_charge(seg, b, MiB);
 	cr_expect_eq(sm_reclaim_seq(seg, p), s0 + 1, "still above: no more");
 	cr_expect_eq(sm_headroom(seg, a), 32 * MiB - 18 * MiB);
+	cr_expect_eq(sm_headroom_high(seg, a), 0, "above p's high: no room under it");
 	int64_t u, h;
 	cr_expect_eq(sm_over_high(seg, b, &u, &h), p);
 	cr_expect_eq(u, 18 * MiB);

@@ -2,12 +2,15 @@
  * Preloaded helper: one entry point's accounting.
  *
  *   pl-io <tcp|udp> <tx-entry> <rx-entry>
+ *   pl-io stride <bytes>
  *
  * Socket A sends N bytes to B through <tx-entry> ("tx N"), B sends N back to
  * A with send ("back N"), A reads them through <rx-entry> ("rx N"), B reads
  * A's bytes with recv ("drain N"), everything is closed ("closed"). After
  * each phase the helper prints the phase and waits for a byte on stdin, so
- * the test can read the group in between. Plain C; exit status 0 on success.
+ * the test can read the group in between. `stride`: A sends <bytes> to B in
+ * 64 KiB messages, B reading each at once ("moved"), then both close
+ * ("closed"). Plain C; exit status 0 on success.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -191,11 +194,31 @@ static void move(bool tx, const char *m, int fd, size_t n)
 	}
 }
 
+/* The traffic reconcile stride: what A's estimate holds after `total`. */
+static int stride(const char *total)
+{
+	long n = strtol(total, NULL, 10);
+	int a, b;
+
+	pair("tcp", &a, &b);
+	for (long done = 0; done < n; done += (long)sizeof(buf)) {
+		move(true, "send", a, sizeof(buf));
+		move(false, "recv", b, sizeof(buf));
+	}
+	phase("moved", n);
+	close(a);
+	close(b);
+	phase("closed", 0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t n;
 	int a, b;
 
+	if (argc == 3 && !strcmp(argv[1], "stride"))
+		return stride(argv[2]);
 	if (argc != 4)
 		return 2;
 	n = strstr(argv[1], "udp") ? 1000 : 32768;

@@ -124,3 +124,52 @@ Test(io_unix, untouched_by_default)
 {
 	run_opts("unix", "write", "read", NULL, false);
 }
+
+/*
+ * The traffic reconcile stride: SOCKMEM_RECONCILE_BYTES (1 MiB) while some
+ * level is near a max or a high watermark (under 256 strides of room), four
+ * times that while every level is far away. No tick runs (60 s). A sends
+ * 3 MiB to B, who reads each message at once; B's estimate stays empty
+ * (the data reached it unseen), so `sock` is A's estimate: all 3 MiB when
+ * no reconcile ran (stride 4 MiB), what the kernel held at A's last
+ * reconcile (a message or two) when it reconciled every MiB.
+ */
+static int64_t stride_sock(const char *name, const char *limit)
+{
+	char ns[64];
+	struct pl_opts o = {
+		.group = "io", .preload = true, .extra = {"SOCKMEM_RECONCILE_MS=60000", limit}};
+	const char *args[] = {"stride", "3145728", NULL};
+	struct sockmem_group_stat st;
+	struct pl_child c;
+	char rest[64];
+	int status;
+
+	pl_ns(ns, sizeof(ns), name);
+	o.ns = ns;
+	cr_assert_eq(pl_spawn(&c, "sockmem-pl-io", args, &o), 0);
+	cr_assert_eq(pl_expect(&c, "moved", rest, sizeof(rest)), 0);
+	cr_assert_eq(pl_stat(ns, "io", &st), 0);
+	pl_go(&c);
+	cr_assert_eq(pl_expect(&c, "closed", rest, sizeof(rest)), 0);
+	pl_go(&c);
+	status = pl_wait(&c, 10000);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "helper status %#x", status);
+	sockmem_unlink(ns);
+	return st.sock;
+}
+
+Test(reconcile_stride, four_times_far_from_every_limit)
+{
+	cr_expect_eq(stride_sock("stride-nolimit", NULL), 3 << 20);
+	cr_expect_eq(stride_sock("stride-farmax", "SOCKMEM_MAX=1G"), 3 << 20);
+}
+
+Test(reconcile_stride, every_mib_near_a_max_or_high)
+{
+	int64_t near_max = stride_sock("stride-nearmax", "SOCKMEM_MAX=64M");
+	int64_t near_high = stride_sock("stride-nearhigh", "SOCKMEM_HIGH=64M");
+
+	cr_expect_lt(near_max, 1 << 20, "max 64M: sock %lld", (long long)near_max);
+	cr_expect_lt(near_high, 1 << 20, "high 64M: sock %lld", (long long)near_high);
+}
