@@ -6,7 +6,7 @@ For three configurations of the same program (sockmem-bench):
   nogroup  LD_PRELOAD=libsockmem.so, SOCKMEM_GROUP unset (pass-through)
   group    LD_PRELOAD=libsockmem.so, SOCKMEM_GROUP set, no limit reached,
            in a private namespace removed at the end
-it measures the same-thread per-call time (64 B and 16 KiB send+recv pairs)
+it measures the same-thread per-call time (64 B, 16 KiB and 64 KiB send+recv pairs)
 and bulk stream throughput (1 and 8 connections), --runs times each.
 
 The three configurations of a workload run at the same time in lockstep
@@ -60,6 +60,12 @@ def workloads(a):
             "percall_64_cpu": (["percall", "-s", "64", "-i", str(a.iterations),
                                 "--clock", "cpu"] + b, "ns_per_pair", "CPU ns/pair", False),
             "percall_16k_cpu": (["percall", "-s", "16K", "-i", str(max(a.iterations // 2, 1)),
+                                 "--clock", "cpu"] + b, "ns_per_pair", "CPU ns/pair", False),
+            # Bulk cost without a stream's noise: 64 KiB pairs (sockmem-bench
+            # stream's message size) on one CPU like the per-call workloads.
+            "percall_64k": (["percall", "-s", "64K", "-i", str(max(a.iterations // 2, 1))] + b,
+                            "ns_per_pair", "ns/pair", False),
+            "percall_64k_cpu": (["percall", "-s", "64K", "-i", str(max(a.iterations // 2, 1)),
                                  "--clock", "cpu"] + b, "ns_per_pair", "CPU ns/pair", False),
             "stream_1": (["stream", "-c", "1", "-t", "1", "-d", d] + b,
                          "gbit_per_s", "Gbit/s", True),
@@ -217,7 +223,7 @@ def parse_args():
                     help="where sockmem-bench, libsockmem.so, sockmemctl are (build)")
     ap.add_argument("--runs", type=int, help="runs per configuration (5; --quick 3)")
     ap.add_argument("--iterations", type=int,
-                    help="percall pairs per batch for 64 B, 16 KiB uses half (2000)")
+                    help="percall pairs per batch for 64 B, 16 and 64 KiB use half (2000)")
     ap.add_argument("--batches", type=int, help="lockstep batches per run (15)")
     ap.add_argument("--stream-seconds", type=float,
                     help="per stream measurement, all slices (3)")
