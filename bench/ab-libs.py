@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Side by side: several builds (or settings) of libsockmem.so against no
+preload, in lockstep, to see what one change to the shim costs or saves.
+
+  bench/ab-libs.py [--runs 6] [--batches 20] [--workload percall] \\
+      old=/tmp/old/libsockmem.so new=build/libsockmem.so \\
+      wide=build/libsockmem.so@RECONCILE_BYTES=4M pass=build/libsockmem.so:nogroup
+
+Each NAME=PATH is one configuration: PATH preloaded in a group of a private
+namespace; PATH@KEY=VAL[,KEY=VAL] also sets SOCKMEM_KEY=VAL; PATH:nogroup
+preloads it without a group (pass-through). Build the old side from a git
+worktree (`git worktree add /tmp/old <commit>`, then cmake there).
+
+Workloads: percall (64 B and 16 KiB pairs, wall and thread CPU, every
+configuration on one CPU), bulk (64 KiB pairs, likewise) or stream (one
+connection, 0.1 s slices, not pinned). Prints, per workload, the median of
+the paired ratios (configuration / no preload, batch k against batch k)
+with its interquartile range. A ratio of time: lower is better; of Gbit/s:
+higher is better.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+WORKLOADS = {
+    "percall": (("64 B wall", ["percall", "-s", "64", "-i", "2000"]),
+                ("64 B CPU", ["percall", "-s", "64", "-i", "2000", "--clock", "cpu"]),
+                ("16 KiB CPU", ["percall", "-s", "16K", "-i", "1000", "--clock", "cpu"])),
+    "bulk": (("64 KiB wall", ["percall", "-s", "64K", "-i", "2000"]),
+             ("64 KiB CPU", ["percall", "-s", "64K", "-i", "2000", "--clock", "cpu"])),
+    "stream": (("1 stream wall", ["stream", "-c", "1", "-t", "1", "-d", "2"]),
+               ("1 stream CPU", ["stream", "-c", "1", "-t", "1", "-d", "2", "--clock", "cpu"])),
+}
+
+
+def setup(spec, ns):
+    """(environment, prefix) of one NAME=PATH[@K=V,...|:nogroup] spec."""
+    if spec.endswith(":nogroup"):
+        return benchlib.preload_env(spec[:-len(":nogroup")]), []
+    extra = {}
+    if "@" in spec:
+        spec, kv = spec.split("@", 1)
+        for item in kv.split(","):
+            k, _, v = item.partition("=")
+            extra[k.lower()] = v
+    return benchlib.preload_env(spec, "ab/g", ns, **extra), []
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=6)
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS), default="percall")
+    ap.add_argument("--build-dir", default="build", help="where sockmem-bench is (build)")
+    ap.add_argument("--cpu", default="auto",
+                    help="CPU for the pinned workloads: auto, none or a number")
+    ap.add_argument("configs", nargs="+", metavar="NAME=PATH")
+    a = ap.parse_args()
+    libs = dict(c.split("=", 1) for c in a.configs if "=" in c)
+    if len(libs) != len(a.configs) or "none" in libs:
+        raise SystemExit("ab-libs: each configuration is NAME=PATH (NAME not 'none')")
+    ns = "ab%d" % os.getpid()
+    setups = {"none": (benchlib.clean_env(), [])}
+    setups.update({k: setup(v, ns) for k, v in libs.items()})
+    cpu = None if a.workload == "stream" else benchlib.pin_cpu(a.cpu)
+    bench = os.path.join(a.build_dir, "sockmem-bench")
+    cfgs = list(setups)
+    try:
+        for label, args in WORKLOADS[a.workload]:
+            ratios = {k: [] for k in libs}
+            for r in range(a.runs):
+                k = r % len(cfgs)
+                order = cfgs[k:] + cfgs[:k]
+                res = benchlib.lockstep(bench, args + ["-b", str(a.batches)], order, setups,
+                                        who="ab-libs", cpu=cpu)
+                base = res["none"]["samples"]
+                for c in libs:
+                    ratios[c] += [x / y for x, y in zip(res[c]["samples"], base)]
+            print("%-14s %s" % (label, "  ".join(
+                "%s %.3f (IQR %.3f-%.3f)" % (c, statistics.median(v),
+                                             *statistics.quantiles(v, n=4)[::2])
+                for c, v in ratios.items())), flush=True)
+    except benchlib.LockstepError as e:
+        raise SystemExit(str(e))
+    finally:
+        subprocess.run([os.path.join(a.build_dir, "sockmemctl"), "--namespace", ns, "rm",
+                        "ab/g"], capture_output=True)
+        try:
+            os.unlink("/dev/shm/sockmem-" + ns)
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    main()
