@@ -278,16 +278,24 @@ static int lc_close(int fd)
 	return rc;
 }
 
+/*
+ * As close: the entries go before the fds do. Dropped after the call, an fd
+ * the kernel had just freed could be reused by another thread's socket(),
+ * accept() or dup() and its new state dropped with the old ones (that socket
+ * then went unaccounted for life). Arguments the kernel refuses (EINVAL:
+ * lo > hi, unknown flags) change nothing. Left as is: with
+ * CLOSE_RANGE_UNSHARE in a multi-threaded program the other threads keep
+ * those fds but lose their states (one table for the process; the tick
+ * does not bring them back), and if the kernel fails after validation
+ * (ENOMEM for the unshared table) the fds stay open, unaccounted.
+ */
 static int lc_close_range(unsigned lo, unsigned hi, int fl)
 {
-	int rc;
-
-	if (sm_unlikely(!sm_is_active()))
+	/* CLOSE_RANGE_CLOEXEC closes nothing; unknown flags: EINVAL. */
+	if (sm_unlikely(!sm_is_active()) || lo > hi || (fl & ~CLOSE_RANGE_UNSHARE))
 		return libc_close_range(lo, hi, fl);
-	rc = libc_close_range(lo, hi, fl);
-	if (rc == 0 && !(fl & CLOSE_RANGE_CLOEXEC))
-		SLOW_PATH(sm_fd_drop_range(lo, hi));
-	return rc;
+	SLOW_PATH(sm_fd_drop_range(lo, hi));
+	return libc_close_range(lo, hi, fl);
 }
 
 static int lc_dup(int fd)

@@ -151,6 +151,11 @@ static int do_close_range(void)
 	if (close_range((unsigned)u, ~0u, CLOSE_RANGE_CLOEXEC))
 		die("close_range cloexec");
 	phase("cloexec", N);
+	/* Refused by the kernel: the states stay. */
+	if (close_range(~0u, (unsigned)u, 0) != -1 || errno != EINVAL ||
+	    close_range((unsigned)u, ~0u, 1u << 30) != -1 || errno != EINVAL)
+		die("close_range accepted bad arguments");
+	phase("refused", N);
 	if (close_range((unsigned)u, ~0u, 0))
 		die("close_range");
 	phase("closed", 0);

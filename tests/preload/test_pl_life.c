@@ -102,6 +102,7 @@ Test(life, close_range)
 {
 	static const struct step s[] = {{"sent", N, 3, 1, ANY},
 					{"cloexec", N, 3, 1, ANY},
+					{"refused", N, 3, 1, ANY},
 					{"closed", 0, 0, 1, ANY},
 					{NULL, 0, 0, 0, 0}};
 	run("close_range", s, no_tick);
