@@ -26,10 +26,24 @@ SM_TLS bool sm_tc_attached;
 static pthread_key_t tc_key;
 static bool tc_key_ok;
 
+/*
+ * A thread exits: give its cache back. Unless the shim is finishing
+ * (sm_fini): it unregisters the process, which frees every slot of it, so
+ * a thread that exits after that (a library destructor joining its
+ * threads) must not touch its slot, by then free or another member's. The
+ * read-side section pairs with sm_fini's grace period: a destructor that
+ * still saw the shim active has finished detaching before the slots are
+ * freed.
+ */
 static void tc_destructor(void *unused)
 {
 	sm_nest++;
-	sm_tcache_detach();
+	sm_rcu_lock();
+	if (sm_active_acquire())
+		sm_tcache_detach();
+	else
+		sm_tcache_forget();
+	sm_rcu_unlock();
 	sm_nest--;
 }
 

@@ -208,8 +208,9 @@ __attribute__((destructor)) static void sm_fini(void)
 	if (sm_nest) /* exit() from a handler inside the shim: leave it to the reaper */
 		return;
 	sm_nest++;
-	/* Threads already inside an accounting section re-check sm_hot.active
-	 * under RCU: after a grace period none is still charging. */
+	/* Threads already inside an accounting section, or giving their cache
+	 * back at exit (account.c), re-check sm_hot.active under RCU: after a
+	 * grace period none is still charging or detaching. */
 	urcu_bp_synchronize_rcu();
 	sm_helper_stop();
 	sm_fd_for_each(drop_entry, NULL);
