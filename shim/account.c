@@ -261,6 +261,7 @@ int sm_sock_holder(int fd)
 bool sm_sock_adopt(int fd, struct sm_sock *st)
 {
 	uint32_t old = atomic_load(&st->epoch);
+	int64_t e;
 
 	if (old == sm_hot.epoch)
 		return true;
@@ -268,8 +269,19 @@ bool sm_sock_adopt(int fd, struct sm_sock *st)
 		return false;
 	if (!atomic_compare_exchange_strong(&st->epoch, &old, SM_EPOCH_ADOPTING))
 		return false; /* another thread of ours is adopting it */
-	/* The estimate is our copy of the old owner's: we have charged nothing. */
-	atomic_store(&st->est, 0);
+	/* The estimate is our copy of the old owner's: we have charged nothing.
+	 * Unless a final close made it DEAD meanwhile: never bring a released
+	 * state back (a thread still holding it could charge bytes nobody
+	 * would uncharge). Left: a close between this CAS and the epoch's
+	 * publication below skips its count_socket(-1) (it saw the state
+	 * unowned), so `sockets` stays one high for this process's life. */
+	e = atomic_load(&st->est);
+	while (e != SM_SOCK_DEAD && !atomic_compare_exchange_weak(&st->est, &e, 0))
+		;
+	if (e == SM_SOCK_DEAD) {
+		atomic_store(&st->epoch, old);
+		return false;
+	}
 	atomic_store(&st->pending, 0);
 	st->owner_pid = sm_pid;
 	atomic_store_explicit(&st->epoch, sm_hot.epoch, memory_order_release);
