@@ -153,6 +153,13 @@ static void adm_done(int fd, struct sm_adm *a, ssize_t rc)
 		tx(fd, rc);
 }
 
+/* A byte count the caller passed, as admission takes it: a size_t above
+ * INT64_MAX would turn negative (the kernel caps a send far below). */
+static int64_t adm_bytes(size_t n)
+{
+	return n > (size_t)INT64_MAX ? INT64_MAX : (int64_t)n;
+}
+
 static size_t adm_len(const struct sm_adm *a, size_t n)
 {
 	return a->on && (size_t)a->got < n ? (size_t)a->got : n;
@@ -193,7 +200,7 @@ static ssize_t lim_buf(enum buf_call k, int fd, const void *b, size_t n, int fl,
 		struct sm_adm ad;
 		ssize_t rc;
 
-		if (sm_admit(fd, (int64_t)left, fl, &ad) < 0)
+		if (sm_admit(fd, adm_bytes(left), fl, &ad) < 0)
 			return done ? (ssize_t)done : -1;
 		len = adm_len(&ad, left);
 		rc = buf_call(k, fd, (const char *)b + done, len, fl, a, al);
@@ -463,7 +470,7 @@ static inline ssize_t io_sendfile(int o, int i, off_t *off, size_t n)
 
 	if (sm_unlikely(!sm_is_active()))
 		return libc_sendfile(o, i, off, n);
-	if (adm_on(o) && sm_admit(o, (int64_t)n, 0, &ad) < 0)
+	if (adm_on(o) && sm_admit(o, adm_bytes(n), 0, &ad) < 0)
 		return -1;
 	rc = libc_sendfile(o, i, off, adm_len(&ad, n));
 	adm_done(o, &ad, rc);
@@ -477,7 +484,7 @@ static inline ssize_t io_sendfile64(int o, int i, off64_t *off, size_t n)
 
 	if (sm_unlikely(!sm_is_active()))
 		return libc_sendfile64(o, i, off, n);
-	if (adm_on(o) && sm_admit(o, (int64_t)n, 0, &ad) < 0)
+	if (adm_on(o) && sm_admit(o, adm_bytes(n), 0, &ad) < 0)
 		return -1;
 	rc = libc_sendfile64(o, i, off, adm_len(&ad, n));
 	adm_done(o, &ad, rc);
@@ -493,7 +500,7 @@ static inline ssize_t io_splice(int fi, off64_t *oi, int fo, off64_t *oo, size_t
 	if (sm_unlikely(!sm_is_active()))
 		return libc_splice(fi, oi, fo, oo, n, fl);
 	if (adm_on(fo) &&
-	    sm_admit(fo, (int64_t)n, (fl & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0, &ad) < 0)
+	    sm_admit(fo, adm_bytes(n), (fl & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0, &ad) < 0)
 		return -1;
 	rc = libc_splice(fi, oi, fo, oo, adm_len(&ad, n), fl);
 	rx(fi, rc, 0);
