@@ -115,29 +115,44 @@ static void reset_pending(int fd, struct sm_sock *st, void *arg)
 	atomic_store_explicit(&st->pending, 0, memory_order_relaxed);
 }
 
+/* Whether this thread's fork_prepare took the locks. The parent and child
+ * handlers act on it, never on sm_hot.active again: an exit() in another
+ * thread can clear that flag while the fork is under way, and skipping the
+ * unlock then hangs that exit in its grace period. Thread-local: prepare,
+ * parent and child handlers run in the forking thread. */
+static SM_TLS bool fork_locked;
+
 static void fork_prepare(void)
 {
 	if (!sm_is_active())
 		return;
+	/* An exit() from a signal handler before urcu_bp_before_fork blocks
+	 * signals must not run the destructor's teardown against our lock. */
+	sm_nest++;
 	sm_real_bind(); /* bound already; never let a child start with dlsym */
 	sm_helper_fork_prepare();
 	urcu_bp_before_fork();
+	fork_locked = true;
 }
 
 static void fork_parent(void)
 {
-	if (!sm_is_active())
+	if (!fork_locked)
 		return;
+	fork_locked = false;
 	urcu_bp_after_fork_parent();
 	sm_helper_fork_parent();
+	sm_nest--;
 }
 
 static void fork_child(void)
 {
-	if (!sm_is_active())
+	if (!fork_locked)
 		return;
+	fork_locked = false;
 	urcu_bp_after_fork_child();
 	sm_helper_fork_child();
+	sm_nest--;
 	sm_hot.epoch++;
 	sm_pid = (int)syscall(SYS_getpid);
 	sm_tcache_forget();

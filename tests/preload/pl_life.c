@@ -20,6 +20,8 @@
  *                                                its copies, the child's use is charged
  *   pl-life self_exec                            exec without fork: the old image's
  *                                                record is returned
+ *   pl-life fork_exit <us>                       a thread forks in a loop while main
+ *                                                returns after <us> microseconds
  *
  * Phases as in pl_io.c: print "<phase> <number>", wait for a byte on stdin.
  * Exit status 0 on success, 2 on a failed call.
@@ -506,6 +508,35 @@ static int do_exec_child(void)
 	return 0;
 }
 
+static void *forker_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(0);
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+	}
+	return NULL;
+}
+
+/* exit() racing with fork() in another thread: the destructor must never
+ * leave the forking thread's atfork locks held (that hung the exit). */
+static int do_fork_exit(long us)
+{
+	pthread_t t;
+	int a, b;
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	if (pthread_create(&t, NULL, forker_main, NULL))
+		die("pthread_create");
+	usleep((useconds_t)us);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
@@ -538,6 +569,8 @@ int main(int argc, char **argv)
 		return do_handoff();
 	if (!strcmp(m, "self_exec"))
 		return do_self_exec(argv[0]);
+	if (!strcmp(m, "fork_exit") && argc > 2)
+		return do_fork_exit(atol(argv[2]));
 	if (!strcmp(m, "exec_child"))
 		return do_exec_child();
 	fprintf(stderr, "unknown mode '%s'\n", m);

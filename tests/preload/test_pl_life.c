@@ -191,6 +191,41 @@ Test(life, self_exec_returns_old_image_charges)
 	run("self_exec", s, no_tick);
 }
 
+#define RUNS 100
+
+/* exit() in one thread while another forks in a loop, RUNS times with the
+ * exit at different points: every run exits, and the group is left clean
+ * (the children never registered; the parent's exit returned its charge). */
+Test(life, exit_while_another_thread_forks)
+{
+	struct pl_opts o = {.group = "life", .preload = true};
+	struct sockmem_group_stat st;
+	char ns[64], us[16];
+	int hung = 0, failed = 0;
+
+	pl_ns(ns, sizeof(ns), "life-fork-exit");
+	o.ns = ns;
+	for (int i = 0; i < RUNS; i++) {
+		const char *args[] = {"fork_exit", us, NULL};
+		struct pl_child c;
+		int status;
+
+		snprintf(us, sizeof(us), "%d", 200 + 53 * i);
+		cr_assert_eq(pl_spawn(&c, "sockmem-pl-life", args, &o), 0);
+		status = pl_wait(&c, 5000);
+		if (status == -1)
+			hung++;
+		else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			failed++;
+	}
+	cr_expect_eq(hung, 0, "%d of %d runs hung at exit", hung, RUNS);
+	cr_expect_eq(failed, 0, "%d of %d runs failed", failed, RUNS);
+	cr_assert_eq(pl_stat(ns, "life", &st), 0);
+	cr_expect_eq(st.current, 0, "current %lld", (long long)st.current);
+	cr_expect_eq(st.processes, 0, "processes %lld", (long long)st.processes);
+	sockmem_unlink(ns);
+}
+
 static bool sock_near(const struct sockmem_group_stat *st, int64_t truth)
 {
 	int64_t tol = truth / 20 > 65536 ? truth / 20 : 65536;
