@@ -57,6 +57,15 @@ void sm_vlog(int level, const char *fmt, va_list ap) __attribute__((format(print
  * dst. Concurrency: pure function. */
 char *sm_escape(char *dst, size_t dstlen, const char *src, size_t max);
 
+/* Timeouts longer than this (a century) end at UINT64_MAX: the kernel keeps
+ * finite ones up to LONG_MAX jiffies, past what nanoseconds since boot hold
+ * in 64 bits. */
+#define SM_TIMEO_FOREVER_S (100ull * 365 * 86400)
+/* The absolute deadline (sockmem_now_ns() clock) of a socket timeout as
+ * SO_SNDTIMEO reads it: 0 for none (0 s 0 us), UINT64_MAX for one too far
+ * to hold (or a negative field, which the kernel never returns). */
+uint64_t sm_timeout_deadline(uint64_t now, long sec, long usec);
+
 /* a + b, saturated at INT64_MIN / INT64_MAX instead of overflowing: for
  * arithmetic on values read from the shared segment, which any member can
  * set to anything. */

@@ -109,6 +109,18 @@ uint64_t sockmem_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t sm_timeout_deadline(uint64_t now, long sec, long usec)
+{
+	uint64_t rel;
+
+	if (sec == 0 && usec == 0)
+		return 0;
+	if (sec < 0 || usec < 0 || usec >= 1000000 || (uint64_t)sec > SM_TIMEO_FOREVER_S)
+		return UINT64_MAX;
+	rel = (uint64_t)sec * 1000000000u + (uint64_t)usec * 1000u;
+	return now > UINT64_MAX - rel ? UINT64_MAX : now + rel;
+}
+
 /* One byte of sm_escape's output form into e[]; returns its length. */
 static size_t escape_byte(unsigned char c, char e[4])
 {

@@ -227,3 +227,22 @@ Test(util, fail_message_has_no_control_bytes)
 	cr_expect_eq(sm_fail(err, sizeof(err), -EINVAL, "name \"%s\"", "a\nb\x1b"), -EINVAL);
 	cr_expect_str_eq(err, "name \"a?b?\"");
 }
+
+/* SO_SNDTIMEO as a deadline: none, ordinary, and one too long to hold (the
+ * kernel keeps finite timeouts up to LONG_MAX jiffies: 2^64 ns and 50 ms
+ * once wrapped to now + 50 ms, and the wait gave up at once). */
+Test(util, timeout_deadline)
+{
+	const uint64_t now = 5000000000ull;
+
+	cr_expect_eq(sm_timeout_deadline(now, 0, 0), 0, "no timeout");
+	cr_expect_eq(sm_timeout_deadline(now, 0, 1), now + 1000);
+	cr_expect_eq(sm_timeout_deadline(now, 5, 250000), now + 5250000000ull);
+	cr_expect_eq(sm_timeout_deadline(now, (long)SM_TIMEO_FOREVER_S, 0),
+		     now + SM_TIMEO_FOREVER_S * 1000000000ull, "a century still fits");
+	cr_expect_eq(sm_timeout_deadline(now, 18446744073l, 760000), UINT64_MAX);
+	cr_expect_eq(sm_timeout_deadline(now, 9223372036854775l, 0), UINT64_MAX);
+	cr_expect_eq(sm_timeout_deadline(UINT64_MAX - 10, 1, 0), UINT64_MAX, "clock near the end");
+	cr_expect_eq(sm_timeout_deadline(now, -1, 0), UINT64_MAX);
+	cr_expect_eq(sm_timeout_deadline(now, 1, -1), UINT64_MAX);
+}
