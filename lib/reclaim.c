@@ -143,36 +143,6 @@ static int64_t subtree_sockets(sockmem_seg_t *seg, uint32_t anc)
 	return n;
 }
 
-int64_t sm_budget_share(sockmem_seg_t *seg, uint32_t group, int64_t min_sockets)
-{
-	struct sockmem_group *g = sockmem_group_at(seg, group);
-	int64_t share = INT64_MAX;
-	uint32_t i = group;
-
-	for (int d = 0; g && d <= SM_DEPTH_MAX; d++) {
-		int64_t m = RLX(&g->max);
-
-		if (m != SOCKMEM_UNLIMITED) {
-			int64_t n = subtree_sockets(seg, i);
-			int64_t s;
-
-			/* Divisor at least 1 (sockets may read negative); a
-			 * negative max shares nothing. */
-			if (n < min_sockets)
-				n = min_sockets;
-			if (n < 1)
-				n = 1;
-			s = m > 0 ? m / n : 0;
-
-			if (s < share)
-				share = s;
-		}
-		i = g->parent;
-		g = sm_group_parent(seg, g);
-	}
-	return share;
-}
-
 static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
 {
 	/* Shared (no FUTEX_PRIVATE_FLAG): waiters are in other processes. */
@@ -223,33 +193,83 @@ bool sm_low_too_close(int64_t high, int64_t low)
 	return sub_sat(high, low) < gap;
 }
 
-/* Smallest limit - usage over the group and its ancestors, the limits being
- * every finite max and, with `high`, every high watermark too. */
-static int64_t room_under(sockmem_seg_t *seg, uint32_t group, bool high)
+/* Room under one level's limits: its finite max and, with `high`, its high
+ * watermark too (0 once over either); INT64_MAX if neither is finite. */
+static int64_t level_room(struct sockmem_group *g, bool high)
 {
-	struct sockmem_group *g = sockmem_group_at(seg, group);
-	int64_t room = INT64_MAX;
+	int64_t u = RLX(&g->usage), room = INT64_MAX;
+	int64_t lim[2] = {RLX(&g->max), high ? RLX(&g->high) : SOCKMEM_UNLIMITED};
 
-	for (int d = 0; g && d <= SM_DEPTH_MAX; d++, g = sm_group_parent(seg, g)) {
-		int64_t u = RLX(&g->usage);
-		int64_t lim[2] = {RLX(&g->max), high ? RLX(&g->high) : SOCKMEM_UNLIMITED};
+	for (int i = 0; i < 2; i++) {
+		int64_t r = lim[i] > u ? sub_sat(lim[i], u) : 0;
 
-		for (int i = 0; i < 2; i++) {
-			int64_t r = lim[i] > u ? sub_sat(lim[i], u) : 0;
-
-			if (lim[i] != SOCKMEM_UNLIMITED && r < room)
-				room = r;
-		}
+		if (lim[i] != SOCKMEM_UNLIMITED && r < room)
+			room = r;
 	}
 	return room;
 }
 
 int64_t sm_headroom(sockmem_seg_t *seg, uint32_t group)
 {
-	return room_under(seg, group, false);
+	struct sockmem_group *g = sockmem_group_at(seg, group);
+	int64_t room = INT64_MAX;
+
+	for (int d = 0; g && d <= SM_DEPTH_MAX; d++, g = sm_group_parent(seg, g)) {
+		int64_t r = level_room(g, false);
+
+		if (r < room)
+			room = r;
+	}
+	return room;
 }
 
-int64_t sm_headroom_high(sockmem_seg_t *seg, uint32_t group)
+/* What one level offers for its sockets to share: its whole max (the
+ * budget; a negative max offers nothing), or the room under its max and
+ * high. INT64_MAX: no such limit on this level. */
+static int64_t level_offer(struct sockmem_group *g, bool room)
 {
-	return room_under(seg, group, true);
+	int64_t m;
+
+	if (room)
+		return level_room(g, true);
+	m = RLX(&g->max);
+	return m == SOCKMEM_UNLIMITED ? INT64_MAX : m > 0 ? m : 0;
+}
+
+/* The smallest, over the group and its ancestors, of what a level offers
+ * divided by the sockets open in its subtree (at least min_sockets, at
+ * least 1: the count may read negative). */
+static int64_t per_socket(sockmem_seg_t *seg, uint32_t group, int64_t min_sockets, bool room)
+{
+	struct sockmem_group *g = sockmem_group_at(seg, group);
+	int64_t least = INT64_MAX;
+	uint32_t i = group;
+
+	for (int d = 0; g && d <= SM_DEPTH_MAX; d++) {
+		int64_t v = level_offer(g, room);
+
+		if (v != INT64_MAX) {
+			int64_t n = subtree_sockets(seg, i);
+
+			if (n < min_sockets)
+				n = min_sockets;
+			if (n < 1)
+				n = 1;
+			if (v / n < least)
+				least = v / n;
+		}
+		i = g->parent;
+		g = sm_group_parent(seg, g);
+	}
+	return least;
+}
+
+int64_t sm_budget_share(sockmem_seg_t *seg, uint32_t group, int64_t min_sockets)
+{
+	return per_socket(seg, group, min_sockets, false);
+}
+
+int64_t sm_room_per_socket(sockmem_seg_t *seg, uint32_t group, int64_t min_sockets)
+{
+	return per_socket(seg, group, min_sockets, true);
 }

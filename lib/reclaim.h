@@ -49,9 +49,13 @@ uint32_t sm_high_level(sockmem_seg_t *seg, uint32_t group);
  * and its ancestors; INT64_MAX if no level has a finite max). A snapshot:
  * the charge itself decides. Lock-free, reads only. */
 int64_t sm_headroom(sockmem_seg_t *seg, uint32_t group);
-/* The same with the high watermarks counted as limits too: how far the
- * group is from anything that acts on its usage. */
-int64_t sm_headroom_high(sockmem_seg_t *seg, uint32_t group);
+/* How far the group is from anything that acts on its usage, per socket
+ * that could be overstating it: the smallest, over the group and its
+ * ancestors with a finite max or high, of the room under both divided by
+ * the sockets open in that level's subtree (at least min_sockets, at least
+ * 1); INT64_MAX if no level has either. Lock-free, reads only; O(groups)
+ * per limited level. */
+int64_t sm_room_per_socket(sockmem_seg_t *seg, uint32_t group, int64_t min_sockets);
 
 /* Hysteresis of the send path's moderation at max: lifted once every level
  * with a finite max is at or below SM_COMFORT_NUM / SM_COMFORT_DEN of it. */

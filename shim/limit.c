@@ -53,27 +53,30 @@
  * The traffic reconcile stride (sm_hot.reconcile_bytes): each reconcile is
  * a system call (SO_MEMINFO), about 2% of a loopback bulk stream's time at
  * one per MiB per socket. Between reconciles a sending socket's estimate
- * may run up to the stride above what the kernel holds. That matters only
- * where a decision reads it: near a max (admission) or a high watermark
- * (the reclaimer). So the stride is SOCKMEM_RECONCILE_BYTES while some
- * level is within SM_FAR_STRIDES strides of its max or its high, and
- * SM_STRIDE_FAR times that while every level is further away (or has no
- * limit at all); the tick also reconciles every busy socket, so the figures
- * shown are never more than one tick behind either way. Moving from far
- * to near is seen at the next tick; until then the estimates may be
- * SM_STRIDE_FAR times looser, which admission and the reclaimer correct as
- * they do any overstatement (they reconcile before they refuse or shrink).
+ * may run up to the stride above what the kernel holds, so a group's usage
+ * may overstate by up to a stride per busy socket. That matters only where
+ * a decision reads it: near a max (admission) or a high watermark (the
+ * reclaimer). So the stride is SM_STRIDE_FAR times SOCKMEM_RECONCILE_BYTES
+ * only while every level with a max or high has room for SM_FAR_PER_SOCK
+ * base strides per socket open under it (four far strides each), and at
+ * least SM_FAR_STRIDES base strides in all; otherwise (and while the tick
+ * has not yet seen the change) the base stride. The tick also reconciles
+ * every busy socket, so the figures shown are never more than one tick
+ * behind either way; admission and the reclaimer correct any overstatement
+ * before they act on it (they reconcile before they refuse or shrink).
  */
-#define SM_STRIDE_FAR  4
-#define SM_FAR_STRIDES 256
+#define SM_STRIDE_FAR	4
+#define SM_FAR_PER_SOCK 16
+#define SM_FAR_STRIDES	256
 
 static void stride_refresh(void)
 {
 	int64_t b = sm_cfg.reconcile_bytes, stride = INT64_MAX;
 
 	if (b > 0) {
-		int64_t room = sm_headroom_high(sm_seg, sm_group);
-		bool far = room / SM_FAR_STRIDES >= b; /* no overflow for any room */
+		int64_t per =
+			sm_room_per_socket(sm_seg, sm_group, SM_FAR_STRIDES / SM_FAR_PER_SOCK);
+		bool far = per / SM_FAR_PER_SOCK >= b; /* no overflow for any room */
 
 		stride = far && b <= INT64_MAX / SM_STRIDE_FAR ? b * SM_STRIDE_FAR : b;
 	}
@@ -163,16 +166,17 @@ static bool nonblocking(int fd, int flags)
 	return fl >= 0 && (fl & O_NONBLOCK);
 }
 
-/* SO_SNDTIMEO as an absolute deadline (0: none), read once per episode. */
+/* SO_SNDTIMEO as an absolute deadline (0: none), read once per episode. A
+ * timeout too long to hold ends at UINT64_MAX: still a timeout, so a signal
+ * makes the wait fail with EINTR, as the kernel's own does. */
 static uint64_t send_deadline(int fd)
 {
 	struct timeval tv = {0};
 	socklen_t l = sizeof(tv);
 
-	if (libc_getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &l) != 0 ||
-	    (tv.tv_sec == 0 && tv.tv_usec == 0))
+	if (libc_getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &l) != 0)
 		return 0;
-	return sockmem_now_ns() + (uint64_t)tv.tv_sec * 1000000000u + (uint64_t)tv.tv_usec * 1000u;
+	return sm_timeout_deadline(sockmem_now_ns(), (long)tv.tv_sec, (long)tv.tv_usec);
 }
 
 static int sleep_ns(uint64_t ns)

@@ -65,6 +65,36 @@ static void teardown(void)
 	sockmem_unlink(ns);
 }
 
+/* A level with a max and no high counts its max alone; the tightest level
+ * decides, with its own subtree's socket count. */
+Test(limits_core, room_per_socket_levels, .init = setup, .fini = teardown)
+{
+	char why[SOCKMEM_ERRLEN];
+	uint32_t p, a;
+
+	cr_assert_eq(sockmem_group_create(seg, "q/a", &a), 0);
+	cr_assert_eq(sockmem_group_lookup(seg, "q", &p), 0);
+	cr_assert_eq(
+		sockmem_group_set_limits(seg, a, 8 * MiB, SOCKMEM_UNLIMITED, 0, why, sizeof(why)),
+		0, "%s", why);
+	sockmem_charge(seg, a, 2 * MiB);
+	cr_expect_eq(sm_room_per_socket(seg, a, 1), 6 * MiB, "max only: the room under it");
+	cr_expect_eq(sm_room_per_socket(seg, p, 1), INT64_MAX, "q itself has no limit");
+	atomic_store(&sockmem_group_at(seg, a)->sockets, 3);
+	cr_expect_eq(sm_room_per_socket(seg, a, 1), 2 * MiB);
+	/* q: a larger room, but more sockets under it (its own 97 and a's 3). */
+	cr_assert_eq(sockmem_group_set_limits(seg, p, 64 * MiB, 32 * MiB, 0, why, sizeof(why)), 0,
+		     "%s", why);
+	atomic_store(&sockmem_group_at(seg, p)->sockets, 97);
+	cr_expect_eq(sm_room_per_socket(seg, a, 1), 30 * MiB / 100,
+		     "q's high: 30 MiB of room for 100 sockets");
+	cr_expect_eq(sm_room_per_socket(seg, p, 1), 30 * MiB / 100);
+	atomic_store(&sockmem_group_at(seg, p)->sockets, 0);
+	cr_expect_eq(sm_room_per_socket(seg, a, 1), 2 * MiB, "a's max is nearer again");
+	atomic_store(&sockmem_group_at(seg, a)->sockets, 0);
+	sockmem_uncharge(seg, a, 2 * MiB);
+}
+
 Test(limits_core, shares_headroom_wakeups, .init = setup, .fini = teardown)
 {
 	char why[SOCKMEM_ERRLEN];
@@ -75,7 +105,7 @@ Test(limits_core, shares_headroom_wakeups, .init = setup, .fini = teardown)
 	cr_assert_eq(sockmem_group_lookup(seg, "p", &p), 0);
 	cr_expect_eq(sm_budget_share(seg, a, 16), INT64_MAX, "no max anywhere");
 	cr_expect_not(sm_limited(seg, a));
-	cr_expect_eq(sm_headroom_high(seg, a), INT64_MAX, "no limit anywhere");
+	cr_expect_eq(sm_room_per_socket(seg, a, 1), INT64_MAX, "no limit anywhere");
 	cr_assert_eq(
 		sockmem_group_set_limits(seg, p, 32 * MiB, 16 * MiB, 8 * MiB, why, sizeof(why)), 0,
 		"%s", why);
@@ -94,13 +124,21 @@ Test(limits_core, shares_headroom_wakeups, .init = setup, .fini = teardown)
 	sockmem_charge(seg, a, 15 * MiB);
 	cr_expect_eq(sm_reclaim_seq(seg, p), s0, "below high: no wake-up");
 	cr_expect_eq(sm_headroom(seg, a), 17 * MiB);
-	cr_expect_eq(sm_headroom_high(seg, a), MiB, "the high is nearer than the max");
+	cr_expect_eq(sm_room_per_socket(seg, a, 1), MiB, "the high is nearer than the max");
+	cr_expect_eq(sm_room_per_socket(seg, a, 16), MiB / 16, "floor on the divisor");
+	/* The room is shared by every socket under p, both children's. */
+	atomic_store(&sockmem_group_at(seg, a)->sockets, 30);
+	atomic_store(&sockmem_group_at(seg, b)->sockets, 10);
+	cr_expect_eq(sm_room_per_socket(seg, a, 16), MiB / 40);
+	cr_expect_eq(sm_room_per_socket(seg, b, 16), MiB / 40);
+	atomic_store(&sockmem_group_at(seg, a)->sockets, 0);
+	atomic_store(&sockmem_group_at(seg, b)->sockets, 0);
 	sockmem_charge(seg, a, 2 * MiB);
 	cr_expect_eq(sm_reclaim_seq(seg, p), s0 + 1, "crossing: one wake-up");
 	sockmem_charge(seg, b, MiB);
 	cr_expect_eq(sm_reclaim_seq(seg, p), s0 + 1, "still above: no more");
 	cr_expect_eq(sm_headroom(seg, a), 32 * MiB - 18 * MiB);
-	cr_expect_eq(sm_headroom_high(seg, a), 0, "above p's high: no room under it");
+	cr_expect_eq(sm_room_per_socket(seg, a, 1), 0, "above p's high: no room under it");
 	int64_t u, h;
 	cr_expect_eq(sm_over_high(seg, b, &u, &h), p);
 	cr_expect_eq(u, 18 * MiB);
@@ -148,7 +186,7 @@ Test(limits_core, hostile_values_saturate, .init = setup, .fini = teardown)
 	ga = sockmem_group_at(seg, a);
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < n; j++) {
-			int64_t u = 0, h = 0, room, share;
+			int64_t u = 0, h = 0, room, share, per;
 
 			atomic_store(&gp->usage, ext[i]);
 			atomic_store(&gp->max, ext[j]);
@@ -161,10 +199,13 @@ Test(limits_core, hostile_values_saturate, .init = setup, .fini = teardown)
 			atomic_store(&sockmem_group_at(seg, b)->sockets, ext[j]);
 			room = sm_headroom(seg, a);
 			share = sm_budget_share(seg, a, 16);
+			per = sm_room_per_socket(seg, a, 16);
 			(void)sm_over_high(seg, a, &u, &h);
 			cr_expect_geq(room, 0, "usage %lld max %lld: headroom %lld",
 				      (long long)ext[i], (long long)ext[j], (long long)room);
 			cr_expect_geq(share, 0, "share %lld", (long long)share);
+			cr_expect(per >= 0 && (per == INT64_MAX || per <= room),
+				  "room %lld, per socket %lld", (long long)room, (long long)per);
 		}
 	/* Far under a huge max: the room saturates rather than wraps. */
 	atomic_store(&gp->max, INT64_MAX - 1);

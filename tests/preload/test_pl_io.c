@@ -127,19 +127,23 @@ Test(io_unix, untouched_by_default)
 
 /*
  * The traffic reconcile stride: SOCKMEM_RECONCILE_BYTES (1 MiB) while some
- * level is near a max or a high watermark (under 256 strides of room), four
- * times that while every level is far away. No tick runs (60 s). A sends
- * 3 MiB to B, who reads each message at once; B's estimate stays empty
- * (the data reached it unseen), so `sock` is A's estimate: all 3 MiB when
- * no reconcile ran (stride 4 MiB), what the kernel held at A's last
- * reconcile (a message or two) when it reconciled every MiB.
+ * level is near a max or a high watermark (under 16 strides of room per
+ * socket open under it, or under 256 in all), four times that while every
+ * level is far away. No tick runs (60 s), so the stride is chosen once, at
+ * load. A sends `total` bytes to B, who reads each message at once; B's
+ * estimate stays empty (the data reached it unseen), so `sock` is A's
+ * estimate: everything sent since A's last reconcile, plus what the kernel
+ * held then (a message or two). `others`: sockets of other members already
+ * counted in the group (written into the segment before the helper loads).
  */
-static int64_t stride_sock(const char *name, const char *limit)
+#define MiB (1 << 20)
+
+static int64_t stride_sock(const char *name, const char *limit, long total, int64_t others)
 {
-	char ns[64];
+	char ns[64], tot[24];
 	struct pl_opts o = {
 		.group = "io", .preload = true, .extra = {"SOCKMEM_RECONCILE_MS=60000", limit}};
-	const char *args[] = {"stride", "3145728", NULL};
+	const char *args[] = {"stride", tot, NULL};
 	struct sockmem_group_stat st;
 	struct pl_child c;
 	char rest[64];
@@ -147,6 +151,18 @@ static int64_t stride_sock(const char *name, const char *limit)
 
 	pl_ns(ns, sizeof(ns), name);
 	o.ns = ns;
+	snprintf(tot, sizeof(tot), "%ld", total);
+	if (others) {
+		struct sockmem_open_opts so = {.ns = ns, .create = true};
+		char err[SOCKMEM_ERRLEN];
+		sockmem_seg_t *seg;
+		uint32_t g;
+
+		cr_assert_eq(sockmem_open(&so, &seg, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(sockmem_group_create(seg, "io", &g), 0);
+		atomic_store(&sockmem_group_at(seg, g)->sockets, others);
+		sockmem_close(seg);
+	}
 	cr_assert_eq(pl_spawn(&c, "sockmem-pl-io", args, &o), 0);
 	cr_assert_eq(pl_expect(&c, "moved", rest, sizeof(rest)), 0);
 	cr_assert_eq(pl_stat(ns, "io", &st), 0);
@@ -161,15 +177,29 @@ static int64_t stride_sock(const char *name, const char *limit)
 
 Test(reconcile_stride, four_times_far_from_every_limit)
 {
-	cr_expect_eq(stride_sock("stride-nolimit", NULL), 3 << 20);
-	cr_expect_eq(stride_sock("stride-farmax", "SOCKMEM_MAX=1G"), 3 << 20);
+	int64_t past = stride_sock("stride-past4", NULL, 5 * MiB, 0);
+
+	cr_expect_eq(stride_sock("stride-nolimit", NULL, 3 * MiB, 0), 3 * MiB);
+	cr_expect_eq(stride_sock("stride-farmax", "SOCKMEM_MAX=1G", 3 * MiB, 0), 3 * MiB);
+	/* Past 4 MiB, A reconciled once: 1 MiB sent since, plus what the
+	 * kernel held then. */
+	cr_expect(past >= MiB && past < MiB + MiB / 2, "5 MiB sent: sock %lld", (long long)past);
 }
 
 Test(reconcile_stride, every_mib_near_a_max_or_high)
 {
-	int64_t near_max = stride_sock("stride-nearmax", "SOCKMEM_MAX=64M");
-	int64_t near_high = stride_sock("stride-nearhigh", "SOCKMEM_HIGH=64M");
+	int64_t near_max = stride_sock("stride-nearmax", "SOCKMEM_MAX=64M", 3 * MiB, 0);
+	int64_t near_high = stride_sock("stride-nearhigh", "SOCKMEM_HIGH=64M", 3 * MiB, 0);
 
-	cr_expect_lt(near_max, 1 << 20, "max 64M: sock %lld", (long long)near_max);
-	cr_expect_lt(near_high, 1 << 20, "high 64M: sock %lld", (long long)near_high);
+	cr_expect_lt(near_max, MiB, "max 64M: sock %lld", (long long)near_max);
+	cr_expect_lt(near_high, MiB, "high 64M: sock %lld", (long long)near_high);
+}
+
+/* 1 GiB of room is far for one pair but not for 100 sockets more (10 MiB
+ * each, under 16 strides): their overstatements add up. */
+Test(reconcile_stride, every_mib_when_many_sockets_share_the_room)
+{
+	int64_t many = stride_sock("stride-many", "SOCKMEM_MAX=1G", 3 * MiB, 100);
+
+	cr_expect_lt(many, MiB, "max 1G, 102 sockets: sock %lld", (long long)many);
 }
