@@ -333,9 +333,13 @@ static void sig_case(const char *group, const char *restart, const char *timeo, 
 		cr_expect_gt(rc, 0, "restarted send failed (errno %d)", err);
 		cr_expect_geq(ms, 900, "returned at %lld ms, before memory was freed", ms);
 	} else {
-		cr_expect_eq(rc, -1);
-		cr_expect_eq(err, EINTR, "errno %d", err);
-		cr_expect(ms >= 250 && ms < 900, "EINTR after %lld ms (alarm at 300)", ms);
+		/* EINTR from the shim's wait; or, if the shim had admitted a
+		 * part and the kernel's own wait (the moderated send buffer
+		 * full) took the signal, the bytes it had copied, as the
+		 * kernel returns them. Either way, at the signal. */
+		cr_expect((rc == -1 && err == EINTR) || (rc > 0 && rc < 65536),
+			  "send returned %lld, errno %d", rc, err);
+		cr_expect(ms >= 250 && ms < 900, "returned after %lld ms (alarm at 300)", ms);
 	}
 	sockmem_close(seg);
 }
