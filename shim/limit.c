@@ -46,8 +46,9 @@
 #include "state.h"
 #include "trace.h"
 
-#define SLICE_MS 20	    /* longest wait before re-trying admission */
-#define MIN_PART (4 * 1024) /* smallest partial admission */
+#define SLICE_MS    20	       /* longest wait before re-trying admission */
+#define MIN_PART    (4 * 1024) /* smallest partial admission */
+#define SM_BIG_SEND (4 << 20)  /* tcp_wmem's default maximum */
 
 /*
  * The traffic reconcile stride (sm_hot.reconcile_bytes): each reconcile is
@@ -106,12 +107,18 @@ static int64_t send_space(int fd, struct sm_sock *st, int64_t n)
 	uint32_t mi[SK_MEMINFO_VARS] = {0};
 	socklen_t len = sizeof(mi);
 	int saved = errno;
-	int64_t space;
+	int64_t space, room;
 
-	/* Far from max (SM_NEAR_MAX of headroom or more) a reservation cannot
-	 * matter yet: no system call on that path. */
-	if (st->type != SOCK_STREAM || n <= MIN_PART ||
-	    sm_headroom(sm_seg, sm_group) >= SM_NEAR_MAX)
+	/* Far from max (SM_NEAR_MAX of headroom or more left after this
+	 * reservation), for a send no larger than the kernel's default largest
+	 * send buffer, it cannot matter yet: no system call on that path. A
+	 * larger send is cut to the free space whatever the room: whole, a
+	 * blocking 48 MiB write to a peer that did not read reserved 48 MiB
+	 * while the kernel held a send buffer's worth. */
+	if (st->type != SOCK_STREAM || n <= MIN_PART)
+		return n;
+	room = sm_headroom(sm_seg, sm_group);
+	if (n <= SM_BIG_SEND && room >= SM_NEAR_MAX && n <= room - SM_NEAR_MAX)
 		return n;
 	if (libc_getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len) != 0 ||
 	    len < sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1)) {

@@ -26,6 +26,8 @@
  *                        of 16 x 64K with sendmmsg (and 16-piece writev)
  *                        whenever poll says writable; print "mmsg MSGS
  *                        BYTES".
+ *   big PORT BYTES       connect, print "blocking", write BYTES in one
+ *                        blocking call; print "big RC".
  *   idle PORT K          connect K times, print "ready", then wait for EOF
  *                        on stdin (sockets untouched).
  *   accept PORT K        listen, print "ready", accept K connections and
@@ -342,6 +344,22 @@ static int cmd_sig(int port, int restart, int timeo_ms, int alarm_ms)
 	return 0;
 }
 
+static int cmd_big(int port, int64_t bytes)
+{
+	char *b = calloc(1, (size_t)bytes);
+	int fd = dial(port);
+	ssize_t r;
+
+	if (!b)
+		die("calloc");
+	printf("blocking\n");
+	fflush(stdout);
+	r = write(fd, b, (size_t)bytes);
+	printf("big %lld\n", (long long)r);
+	free(b);
+	return 0;
+}
+
 static int cmd_mmsg(int port, int ms)
 {
 	struct iovec iov[16];
@@ -413,6 +431,8 @@ int main(int argc, char **argv)
 		return cmd_epoll(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 6 && strcmp(argv[1], "sig") == 0)
 		return cmd_sig(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+	if (argc == 4 && strcmp(argv[1], "big") == 0)
+		return cmd_big(atoi(argv[2]), atoll(argv[3]));
 	if (argc == 4 && strcmp(argv[1], "mmsg") == 0)
 		return cmd_mmsg(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 4 && strcmp(argv[1], "idle") == 0)

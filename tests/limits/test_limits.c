@@ -302,6 +302,35 @@ Test(limits, blocking_send_sndtimeo, .init = setup, .fini = teardown, .timeout =
 }
 
 /*
+ * A blocking 48 MiB write to a peer that never reads, in a group with 64 MiB
+ * of room: the kernel holds a send buffer's worth (a few MiB) while the
+ * call waits, and so must the group; a reservation of the whole write
+ * would leave other sockets of the group 16 MiB.
+ */
+Test(limits, blocked_big_write_reserves_a_send_buffer, .init = setup, .fini = teardown,
+     .timeout = 30)
+{
+	struct sockmem_group_stat st;
+	struct h_proc peer, snd;
+	char port[16], line[128];
+
+	snprintf(port, sizeof(port), "%d", h_free_port(AF_INET, SOCK_STREAM));
+	spawn(&peer, false, "big", NULL, (const char *[]){"accept", port, "1", NULL});
+	expect_line(&peer, "ready", line, sizeof(line), 10000);
+	spawn(&snd, true, "big", (const char *[]){"SOCKMEM_MAX=64M", NULL},
+	      (const char *[]){"big", port, "50331648", NULL});
+	expect_line(&snd, "blocking", line, sizeof(line), 10000);
+	h_sleep_ms(500);
+	cr_assert(running(&snd), "the write did not block");
+	cr_assert_eq(h_group_stat(ns, "big", &st), 0);
+	fprintf(stderr, "[limits] blocked 48 MiB write: current %lld, sock %lld\n",
+		(long long)st.current, (long long)st.sock);
+	cr_expect_lt(st.current, 16 * MiB, "current %lld while the kernel holds a few MiB",
+		     (long long)st.current);
+	cr_expect_eq(st.failcnt, 0);
+}
+
+/*
  * A signal while a blocking send waits at max, as the kernel's own wait
  * (sk_stream_wait_memory) handles it: a handler with SA_RESTART on a socket
  * without SO_SNDTIMEO restarts the wait (the send completes once memory is
