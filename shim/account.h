@@ -21,6 +21,9 @@ extern SM_TLS bool sm_tc_attached;
 
 /* Constructor-time setup of the thread-exit hook. */
 void sm_account_init(void);
+/* io.c: whether the caller's vectors may be copied with process_vm_readv
+ * (not under a seccomp filter); the constructor calls it once. */
+void sm_io_init(void);
 
 /* Charge n (> 0) bytes the kernel holds for st (forced; see account.c). */
 void sm_sock_charge(struct sm_sock *st, int64_t n);

@@ -194,6 +194,7 @@ __attribute__((constructor)) static void sm_init(void)
 		return;
 	}
 	sm_account_init();
+	sm_io_init();
 	sm_buf_sysctl_init();
 	sm_limit_refresh();
 	sm_adopt_existing(); /* sockets an earlier constructor or exec left open */

@@ -11,7 +11,11 @@
  * estimate. No lock, no allocation, no logging; errno is preserved; safe in
  * a signal handler (a nested call finds sm_nest raised and passes through).
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -30,7 +34,8 @@ ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
 		       struct sockaddr *addr, socklen_t *addrlen);
 
-#define RX_SKIP (MSG_PEEK | MSG_ERRQUEUE) /* nothing leaves the queue */
+#define RX_SKIP	  (MSG_PEEK | MSG_ERRQUEUE) /* nothing leaves the queue */
+#define SM_MAXIOV 1024			    /* the kernel's UIO_MAXIOV */
 
 /* An inherited socket in use: try to adopt it (sm_sock_adopt) on the first
  * use after fork and then every SOCKMEM_RECONCILE_BYTES of traffic. */
@@ -189,11 +194,22 @@ static bool continue_send(int fd, int fl, size_t asked, ssize_t rc)
 	return f >= 0 && !(f & O_NONBLOCK);
 }
 
+/* A later round failed: what the earlier rounds sent, with the caller's
+ * errno (a successful call leaves it alone), or the failure itself. */
+static ssize_t sent_so_far(size_t done, int saved, ssize_t rc)
+{
+	if (!done)
+		return rc;
+	errno = saved;
+	return (ssize_t)done;
+}
+
 /* send/sendto/write under a limit: admitted chunk by chunk. */
 static ssize_t lim_buf(enum buf_call k, int fd, const void *b, size_t n, int fl,
 		       const struct sockaddr *a, socklen_t al)
 {
 	size_t done = 0;
+	int saved = errno;
 
 	for (int i = 0; i < 1 << 20; i++) {
 		size_t len, left = n - done;
@@ -201,12 +217,12 @@ static ssize_t lim_buf(enum buf_call k, int fd, const void *b, size_t n, int fl,
 		ssize_t rc;
 
 		if (sm_admit(fd, adm_bytes(left), fl, &ad) < 0)
-			return done ? (ssize_t)done : -1;
+			return sent_so_far(done, saved, -1);
 		len = adm_len(&ad, left);
 		rc = buf_call(k, fd, (const char *)b + done, len, fl, a, al);
 		adm_done(fd, &ad, rc);
 		if (rc < 0)
-			return done ? (ssize_t)done : rc;
+			return sent_so_far(done, saved, rc);
 		done += (size_t)rc;
 		/* Not cut by us (the kernel's own answer), or cut on a
 		 * non-blocking socket: return what was sent. */
@@ -216,13 +232,104 @@ static ssize_t lim_buf(enum buf_call k, int fd, const void *b, size_t n, int fl,
 	return (ssize_t)done;
 }
 
-/* Bytes in v (saturated: the kernel refuses a vector over SSIZE_MAX). */
+/*
+ * Reading the caller's vectors before the call. Admission needs a vector
+ * send's byte count before the kernel has checked its pointers: a bad
+ * msghdr, iovec or mmsghdr pointer must get the kernel's EFAULT, not crash
+ * the program. So they are copied with process_vm_readv on ourselves, which
+ * fails instead of faulting (one system call, on the limited path only).
+ * process_vm_readv is a debugging call that sandboxes often forbid, some by
+ * killing the caller: a process already under a seccomp filter when the
+ * shim loads (systemd's SystemCallFilter, a container's profile) never
+ * makes it, and one that gets ENOSYS or EPERM stops; both read the pointers
+ * directly, as before. Left as is: a filter the program installs later that
+ * kills on process_vm_readv (see ARCHITECTURE, "Not covered"). Another
+ * thread unmapping the vector between this copy and the kernel's is the
+ * program's own race.
+ */
+static _Atomic bool no_vm_read;
+
+void sm_io_init(void)
+{
+	char line[128];
+	FILE *f = fopen("/proc/self/status", "re");
+	bool filtered = f == NULL; /* cannot tell: assume the worst */
+
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, "Seccomp:", 8) == 0)
+			filtered = atoi(line + 8) != 0;
+	if (f)
+		fclose(f);
+	atomic_store_explicit(&no_vm_read, filtered, memory_order_relaxed);
+}
+
+/* Copy the caller's ranges r[0..nr) to l (their total size): 0, or -1 if
+ * some byte of them is unreadable. Keeps errno. */
+static int peek_user(void *l, size_t len, const struct iovec *r, unsigned long nr)
+{
+	struct iovec lv = {l, len};
+	int saved = errno;
+	ssize_t rc;
+
+	if (len == 0)
+		return 0;
+	if (!atomic_load_explicit(&no_vm_read, memory_order_relaxed)) {
+		rc = process_vm_readv(sm_pid, &lv, 1, r, nr, 0);
+		if (rc >= 0 || (errno != ENOSYS && errno != EPERM)) {
+			errno = saved;
+			return rc == (ssize_t)len ? 0 : -1; /* short: a range ends unreadable */
+		}
+		atomic_store_explicit(&no_vm_read, true, memory_order_relaxed);
+	}
+	errno = saved;
+	for (unsigned long i = 0; i < nr; i++) {
+		memcpy(l, r[i].iov_base, r[i].iov_len);
+		l = (char *)l + r[i].iov_len;
+	}
+	return 0;
+}
+
+static int peek_one(void *l, const void *src, size_t len)
+{
+	struct iovec r = {(void *)src, len};
+
+	return peek_user(l, len, &r, 1);
+}
+
+#define PEEK_IOVS 64 /* iovecs copied per system call (1 KiB of stack) */
+
+static int64_t iov_len_sat(const struct iovec *v)
+{
+	return v->iov_len > INT64_MAX ? INT64_MAX : (int64_t)v->iov_len;
+}
+
+/* Bytes in v[0..n) (n in 0..SM_MAXIOV), read safely into *total
+ * (saturated: the kernel refuses a vector over SSIZE_MAX): 0, or -1 if v
+ * is unreadable. */
+static int iov_total(const struct iovec *v, int n, int64_t *total)
+{
+	struct iovec c[PEEK_IOVS];
+	int64_t sum = 0;
+
+	for (int i = 0; i < n; i += PEEK_IOVS) {
+		int k = n - i < PEEK_IOVS ? n - i : PEEK_IOVS;
+
+		if (peek_one(c, v + i, (size_t)k * sizeof(*v)) != 0)
+			return -1;
+		for (int j = 0; j < k; j++)
+			sum = sm_add_sat(sum, iov_len_sat(&c[j]));
+	}
+	*total = sum;
+	return 0;
+}
+
+/* Bytes in v[0..n) of a vector already read once (see iov_total). */
 static int64_t iov_bytes(const struct iovec *v, int n)
 {
 	int64_t sum = 0;
 
 	for (int i = 0; v && i < n; i++)
-		sum = sm_add_sat(sum, v[i].iov_len > INT64_MAX ? INT64_MAX : (int64_t)v[i].iov_len);
+		sum = sm_add_sat(sum, iov_len_sat(&v[i]));
 	return sum;
 }
 
@@ -257,10 +364,14 @@ static void iov_prefix(const struct iovec *v, int n, int64_t lim, struct iovec *
  */
 static ssize_t lim_vec(int fd, const struct msghdr *m, const struct iovec *v, int n, int fl)
 {
-	int64_t total = iov_bytes(v, n);
+	int64_t total = 0;
 	size_t done = 0, off = 0; /* off: bytes of v[0] already sent */
+	int saved = errno;
 
-	if (n < 0 || total <= 0 || total == INT64_MAX) { /* the kernel's error, or nothing */
+	/* The kernel's error (a bad count or pointer, a vector over
+	 * SSIZE_MAX), or nothing to admit: the call as it is. */
+	if (n < 0 || n > SM_MAXIOV || iov_total(v, n, &total) != 0 || total <= 0 ||
+	    total == INT64_MAX) {
 		ssize_t rc = m ? libc_sendmsg(fd, m, fl) : libc_writev(fd, v, n);
 
 		tx(fd, rc);
@@ -276,7 +387,7 @@ static ssize_t lim_vec(int fd, const struct msghdr *m, const struct iovec *v, in
 		ssize_t rc;
 
 		if (sm_admit(fd, left, fl, &ad) < 0)
-			return done ? (ssize_t)done : -1;
+			return sent_so_far(done, saved, -1);
 		lim = ad.on && ad.got < left ? ad.got : left;
 		if (off > 0) { /* the rest of a piece sent in part */
 			one.iov_base = (char *)v[0].iov_base + off;
@@ -302,7 +413,7 @@ static ssize_t lim_vec(int fd, const struct msghdr *m, const struct iovec *v, in
 		}
 		adm_done(fd, &ad, rc);
 		if (rc < 0)
-			return done ? (ssize_t)done : rc;
+			return sent_so_far(done, saved, rc);
 		done += (size_t)rc;
 		if ((int64_t)done >= total || !continue_send(fd, fl, (size_t)iov_bytes(cv, cn), rc))
 			break;
@@ -316,12 +427,62 @@ static ssize_t lim_vec(int fd, const struct msghdr *m, const struct iovec *v, in
 	return (ssize_t)done;
 }
 
-/* Bytes of message i of a sendmmsg batch. */
-static int64_t mmsg_len(const struct mmsghdr *v, unsigned int i)
+/* Bytes of message i of a batch already read once (see mmsg_lens). */
+static int64_t mmsg_bytes_at(const struct mmsghdr *v, unsigned int i)
 {
 	const struct msghdr *h = &v[i].msg_hdr;
 
-	return h->msg_iovlen > INT32_MAX ? INT64_MAX : iov_bytes(h->msg_iov, (int)h->msg_iovlen);
+	return iov_bytes(h->msg_iov, (int)h->msg_iovlen);
+}
+
+#define PEEK_MSGS 16 /* mmsghdrs copied per system call (1 KiB of stack) */
+
+/* Bytes of each of the c messages in h (headers already copied) into b[]:
+ * INT64_MAX for a vector the kernel refuses. Their iovecs are copied
+ * together, PEEK_IOVS at a time. 0, or -1 if some vector is unreadable. */
+static int mmsg_lens(const struct mmsghdr *h, int c, int64_t *b)
+{
+	struct iovec loc[PEEK_IOVS], rem[PEEK_MSGS];
+	int i = 0;
+
+	while (i < c) {
+		int first = i, nr = 0;
+		size_t used = 0;
+
+		/* Gather the vectors that fit in loc; a longer one alone. */
+		while (i < c) {
+			size_t l = h[i].msg_hdr.msg_iovlen;
+
+			if (l > SM_MAXIOV || l > PEEK_IOVS) {
+				if (nr > 0)
+					break;
+				if (l > SM_MAXIOV)
+					b[i] = INT64_MAX;
+				else if (iov_total(h[i].msg_hdr.msg_iov, (int)l, &b[i]) != 0)
+					return -1;
+				first = ++i;
+				continue;
+			}
+			if (used + l > PEEK_IOVS)
+				break;
+			rem[nr].iov_base = h[i].msg_hdr.msg_iov;
+			rem[nr++].iov_len = l * sizeof(struct iovec);
+			used += l;
+			i++;
+		}
+		if (nr == 0)
+			continue;
+		if (peek_user(loc, used * sizeof(struct iovec), rem, (unsigned long)nr) != 0)
+			return -1;
+		used = 0;
+		for (int k = first; k < i; k++) {
+			size_t l = h[k].msg_hdr.msg_iovlen;
+
+			b[k] = iov_bytes(loc + used, (int)l);
+			used += l;
+		}
+	}
+	return 0;
 }
 
 /*
@@ -334,29 +495,39 @@ static int64_t mmsg_len(const struct mmsghdr *v, unsigned int i)
 static int lim_mmsg(int fd, struct mmsghdr *v, unsigned int n, int fl)
 {
 	int64_t room = sm_headroom(sm_seg, sm_group), total = 0, fit = 0;
+	unsigned int asked = n;
 	struct sm_adm ad;
 	unsigned int k;
 	int rc;
 
-	for (k = 0; k < n; k++) {
-		int64_t b = mmsg_len(v, k);
+	if (n > SM_MAXIOV) /* the kernel sends at most that many */
+		n = SM_MAXIOV;
+	for (k = 0; k < n;) {
+		struct mmsghdr h[PEEK_MSGS];
+		int64_t b[PEEK_MSGS];
+		unsigned int c = n - k < PEEK_MSGS ? n - k : PEEK_MSGS, j;
 
-		if (b == INT64_MAX) { /* the kernel refuses it: no admission */
-			rc = libc_sendmmsg(fd, v, n, fl);
-			if (rc > 0)
-				tx(fd, mmsg_bytes(v, rc));
-			return rc;
+		/* A bad pointer, or a vector the kernel refuses: its answer,
+		 * without admission. */
+		if (peek_one(h, v + k, c * sizeof(*v)) != 0 || mmsg_lens(h, (int)c, b) != 0)
+			goto as_is;
+		for (j = 0; j < c; j++) {
+			if (b[j] == INT64_MAX)
+				goto as_is;
+			if (k + j > 0 && sm_add_sat(total, b[j]) > room)
+				break;
+			total = sm_add_sat(total, b[j]);
 		}
-		if (k > 0 && sm_add_sat(total, b) > room)
+		k += j;
+		if (j < c)
 			break;
-		total = sm_add_sat(total, b);
 	}
 	n = k;
 	if (sm_admit(fd, total, fl, &ad) < 0)
 		return -1;
 	if (ad.on && ad.got < total) {
-		for (k = 0; k < n && fit + mmsg_len(v, k) <= ad.got; k++)
-			fit += mmsg_len(v, k);
+		for (k = 0; k < n && fit + mmsg_bytes_at(v, k) <= ad.got; k++)
+			fit += mmsg_bytes_at(v, k);
 		if (k == 0) { /* a stream's first message, cut */
 			struct msghdr mc = v[0].msg_hdr;
 			const struct iovec *cv;
@@ -378,6 +549,11 @@ static int lim_mmsg(int fd, struct mmsghdr *v, unsigned int n, int fl)
 	}
 	rc = libc_sendmmsg(fd, v, n, fl);
 	adm_done(fd, &ad, rc > 0 ? (ssize_t)mmsg_bytes(v, rc) : rc);
+	return rc;
+as_is:
+	rc = libc_sendmmsg(fd, v, asked, fl);
+	if (rc > 0)
+		tx(fd, mmsg_bytes(v, rc));
 	return rc;
 }
 
@@ -416,8 +592,13 @@ static inline ssize_t io_sendmsg(int fd, const struct msghdr *m, int fl)
 
 	if (sm_unlikely(!sm_is_active()))
 		return libc_sendmsg(fd, m, fl);
-	if (m && m->msg_iovlen <= INT32_MAX && adm_on(fd))
-		return lim_vec(fd, m, m->msg_iov, (int)m->msg_iovlen, fl);
+	if (adm_on(fd)) {
+		struct msghdr h;
+
+		/* A bad header or count: the kernel's answer, unadmitted. */
+		if (m && peek_one(&h, m, sizeof(h)) == 0 && h.msg_iovlen <= SM_MAXIOV)
+			return lim_vec(fd, &h, h.msg_iov, (int)h.msg_iovlen, fl);
+	}
 	rc = libc_sendmsg(fd, m, fl);
 	tx(fd, rc);
 	return rc;
@@ -473,6 +654,7 @@ static inline ssize_t io_sendfile(int o, int i, off_t *off, size_t n)
 	if (adm_on(o) && sm_admit(o, adm_bytes(n), 0, &ad) < 0)
 		return -1;
 	rc = libc_sendfile(o, i, off, adm_len(&ad, n));
+	rx(i, rc, 0); /* out of a socket (into a pipe, say) */
 	adm_done(o, &ad, rc);
 	return rc;
 }
@@ -487,6 +669,7 @@ static inline ssize_t io_sendfile64(int o, int i, off64_t *off, size_t n)
 	if (adm_on(o) && sm_admit(o, adm_bytes(n), 0, &ad) < 0)
 		return -1;
 	rc = libc_sendfile64(o, i, off, adm_len(&ad, n));
+	rx(i, rc, 0); /* out of a socket (into a pipe, say) */
 	adm_done(o, &ad, rc);
 	return rc;
 }

@@ -25,7 +25,7 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
 
 /* Laundered so the compiler does not see (and refuse) the bad arguments. */
 static void *volatile badp = (void *)1;
-static volatile int neg = -1;
+static volatile int neg = -1, huge = 1 << 28;
 
 static void show(const char *name, long rc, int err, int is_fd)
 {
@@ -72,9 +72,17 @@ int main(void)
 	struct iovec iov = {NULL, 10};
 	struct msghdr bad = {.msg_iov = &iov, .msg_iovlen = 1};
 	struct mmsghdr mm = {.msg_hdr = bad};
+	static struct iovec many[1025];
+	struct msghdr badvec = {.msg_iov = badp, .msg_iovlen = 1};
+	struct msghdr many_h = {.msg_iov = many, .msg_iovlen = 1025};
+	struct msghdr huge_h = {.msg_iov = many, .msg_iovlen = 0};
+	struct mmsghdr mm_badvec = {.msg_hdr = badvec}, mm_many = {.msg_hdr = many_h};
 	off_t off = 0;
 
 	iov.iov_base = badp;
+	huge_h.msg_iovlen = (size_t)huge;
+	for (int i = 0; i < 1025; i++)
+		many[i] = (struct iovec){buf, 1};
 	if (f < 0)
 		f = open("/proc/self/stat", O_RDONLY);
 	tcp_pair(&a, &b);
@@ -93,6 +101,16 @@ int main(void)
 	CALL("sendmsg null", sendmsg(a, NULL, MSG_DONTWAIT));
 	CALL("sendmmsg badfd", sendmmsg(-1, &mm, 1, 0));
 	CALL("sendmmsg badiov", sendmmsg(a, &mm, 1, MSG_DONTWAIT));
+	CALL("sendmsg badhdr", sendmsg(a, badp, MSG_DONTWAIT));
+	CALL("sendmsg badvec", sendmsg(a, &badvec, MSG_DONTWAIT));
+	CALL("sendmsg 1025 pieces", sendmsg(a, &many_h, MSG_DONTWAIT));
+	CALL("sendmsg hugecnt", sendmsg(a, &huge_h, MSG_DONTWAIT));
+	CALL("sendmmsg badarr", sendmmsg(a, badp, 1, MSG_DONTWAIT));
+	CALL("sendmmsg badvec", sendmmsg(a, &mm_badvec, 1, MSG_DONTWAIT));
+	CALL("sendmmsg 1025 pieces", sendmmsg(a, &mm_many, 1, MSG_DONTWAIT));
+	CALL("writev badvec", writev(a, badp, 1));
+	CALL("writev 1025 pieces", writev(a, many, 1025));
+	CALL("writev hugecnt", writev(a, many, huge));
 	CALL("write badfd", write(-1, buf, 5));
 	CALL("write badbuf", write(a, badp, 10));
 	CALL("writev badcnt", writev(a, &iov, neg));
