@@ -54,6 +54,8 @@
 #define LOCK_RCV  2 /* SOCK_RCVBUF_LOCK */
 #define FORCE_SND 1u
 #define FORCE_RCV 2u
+#define SET_SND	  4u /* the program set SO_SNDBUF(FORCE) (any value, even < 0) */
+#define SET_RCV	  8u
 
 _Atomic int64_t sm_buf_share = INT64_MAX;
 _Atomic bool sm_buf_pressure;
@@ -106,6 +108,34 @@ static bool inet(const struct sm_sock *st)
 	return st->family == AF_INET || st->family == AF_INET6;
 }
 
+static bool user_has(const struct sm_sock *st, uint32_t bit)
+{
+	return atomic_load_explicit(&st->user_force, memory_order_relaxed) & bit;
+}
+
+/* The lock bits the program gave the socket: SO_BUF_LOCK as it set it (with
+ * the bits of sizes it set after), or those of the sizes it set. */
+static int prog_locks(const struct sm_sock *st)
+{
+	int32_t l = atomic_load_explicit(&st->user_locks, memory_order_relaxed);
+
+	if (l >= 0)
+		return l;
+	return (user_has(st, SET_SND) ? LOCK_SND : 0) | (user_has(st, SET_RCV) ? LOCK_RCV : 0);
+}
+
+void sm_buf_inherit(struct sm_sock *st, const struct sm_sock *from)
+{
+	atomic_store_explicit(&st->user_snd, atomic_load(&from->user_snd), memory_order_relaxed);
+	atomic_store_explicit(&st->user_rcv, atomic_load(&from->user_rcv), memory_order_relaxed);
+	atomic_store_explicit(&st->user_locks, atomic_load(&from->user_locks),
+			      memory_order_relaxed);
+	atomic_store_explicit(&st->user_wclamp, atomic_load(&from->user_wclamp),
+			      memory_order_relaxed);
+	atomic_store_explicit(&st->user_force, atomic_load(&from->user_force),
+			      memory_order_relaxed);
+}
+
 /* Bounded: a holder only runs a few setsockopt calls. */
 static bool bl_take(struct sm_sock *st, int spins)
 {
@@ -125,16 +155,26 @@ static void bl_drop(struct sm_sock *st)
 	atomic_store_explicit(&st->bl, 0, memory_order_release);
 }
 
-/* What the kernel makes of SO_*BUF v (sock_setsockopt): doubled, capped
- * by net.core.*mem_max unless forced, at least its minimum. */
-static int64_t kernel_size(int64_t v, int64_t cap, bool force)
+/* The kernel's smallest buffers (SOCK_MIN_SNDBUF, SOCK_MIN_RCVBUF). */
+#define MIN_SNDBUF 4608
+#define MIN_RCVBUF 2304
+
+/* What the kernel makes of SO_*BUF v (sock_setsockopt): the plain option
+ * takes v as unsigned and caps it at net.core.*mem_max, the forced one
+ * takes a negative v as 0; then at most INT_MAX / 2, doubled, at least the
+ * direction's minimum. */
+static int64_t kernel_size(int64_t v, int64_t cap, bool force, bool rcv)
 {
-	if (v < 0)
-		v = 0;
-	if (!force && v > cap)
+	if (force)
+		v = v < 0 ? 0 : v;
+	else if ((uint32_t)v > (uint64_t)cap)
 		v = cap;
+	else
+		v = (uint32_t)v;
+	if (v > INT32_MAX / 2)
+		v = INT32_MAX / 2;
 	v *= 2;
-	return v < 4608 ? 4608 : v;
+	return v < (rcv ? MIN_RCVBUF : MIN_SNDBUF) ? (rcv ? MIN_RCVBUF : MIN_SNDBUF) : v;
 }
 
 static int64_t min_nz(int64_t a, int64_t b)
@@ -290,8 +330,8 @@ static void unlock_dir(int fd, int bit)
 static void apply_rcv(int fd, struct sm_sock *st, int64_t want, int64_t wclamp)
 {
 	int32_t u = atomic_load_explicit(&st->user_rcv, memory_order_relaxed);
-	bool force = atomic_load_explicit(&st->user_force, memory_order_relaxed) & FORCE_RCV;
-	int64_t user = u >= 0 ? kernel_size(u, core_rmem_max, force) : 0;
+	bool set = user_has(st, SET_RCV);
+	int64_t user = set ? kernel_size(u, core_rmem_max, user_has(st, FORCE_RCV), true) : 0;
 	int64_t eff = min_nz(want, user);
 	bool tcp = st->type == SOCK_STREAM;
 
@@ -299,7 +339,9 @@ static void apply_rcv(int fd, struct sm_sock *st, int64_t want, int64_t wclamp)
 		return; /* nothing changes */
 	if (want && tcp && !st->wclamp0)
 		st->wclamp0 = get_int(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, 0);
-	if (want && st->set_rcv <= 0 && u < 0)
+	/* The size to put back: read once, before anything is imposed (a
+	 * forced re-apply after the program's own call must not take ours). */
+	if (want && st->rcv0 == 0 && !set)
 		st->rcv0 = get_int(fd, SOL_SOCKET, SO_RCVBUF, 0);
 	if (eff) {
 		set_buf(fd, SO_RCVBUF, SO_RCVBUFFORCE, eff, core_rmem_max);
@@ -321,11 +363,12 @@ static void apply_rcv(int fd, struct sm_sock *st, int64_t want, int64_t wclamp)
 		/* Autotuning only grows a buffer once a round trip moves more
 		 * than its best so far: unlocking alone would leave it at the
 		 * clamp. Put back the size it had, then unlock. */
-		if (u < 0 && st->rcv0 > 0)
+		if (!set && st->rcv0 > 0)
 			set_buf(fd, SO_RCVBUF, SO_RCVBUFFORCE, st->rcv0, core_rmem_max);
-		if (u < 0)
+		if (!(prog_locks(st) & LOCK_RCV))
 			unlock_dir(fd, LOCK_RCV);
 		st->wclamp0 = 0;
+		st->rcv0 = 0;
 	}
 	st->set_rcv = want ? (int32_t)eff : 0;
 }
@@ -333,23 +376,25 @@ static void apply_rcv(int fd, struct sm_sock *st, int64_t want, int64_t wclamp)
 static void apply_snd(int fd, struct sm_sock *st, int64_t want)
 {
 	int32_t u = atomic_load_explicit(&st->user_snd, memory_order_relaxed);
-	bool force = atomic_load_explicit(&st->user_force, memory_order_relaxed) & FORCE_SND;
-	int64_t user = u >= 0 ? kernel_size(u, core_wmem_max, force) : 0;
+	bool set = user_has(st, SET_SND);
+	int64_t user = set ? kernel_size(u, core_wmem_max, user_has(st, FORCE_SND), false) : 0;
 	int64_t eff = min_nz(want, user);
 
 	if (eff == (st->set_snd ? st->set_snd : user))
 		return;
-	if (want && st->set_snd <= 0 && u < 0)
+	if (want && st->snd0 == 0 && !set)
 		st->snd0 = get_int(fd, SOL_SOCKET, SO_SNDBUF, 0);
 	if (eff)
 		set_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE, eff, core_wmem_max);
-	if (!want && u < 0 && st->snd0 > 0)
+	if (!want && !set && st->snd0 > 0)
 		set_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE, st->snd0, core_wmem_max);
-	if (!want && u < 0)
+	if (!want && !(prog_locks(st) & LOCK_SND))
 		unlock_dir(fd, LOCK_SND);
 	st->set_snd = want ? (int32_t)eff : 0;
-	if (!want)
+	if (!want) {
 		st->moderated = false;
+		st->snd0 = 0;
+	}
 }
 
 static void apply_locked(int fd, struct sm_sock *st)
@@ -402,10 +447,10 @@ void sm_buf_moderate(int fd, struct sm_sock *st)
 
 	if (!inet(st) || !bl_take(st, 100))
 		return;
-	if (v < 4608)
-		v = 4608;
+	if (v < MIN_SNDBUF)
+		v = MIN_SNDBUF;
 	if (!st->set_snd || v < st->set_snd) {
-		if (st->set_snd <= 0 && atomic_load(&st->user_snd) < 0)
+		if (st->snd0 == 0 && !user_has(st, SET_SND))
 			st->snd0 = get_int(fd, SOL_SOCKET, SO_SNDBUF, 0);
 		set_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE, v, core_wmem_max);
 		st->set_snd = (int32_t)v;
@@ -450,13 +495,15 @@ bool sm_buf_setsockopt(int fd, struct sm_sock *st, int lv, int nm, const void *v
 	if (nm == SO_SNDBUF || nm == SO_SNDBUFFORCE) {
 		atomic_store(&st->user_snd, val);
 		atomic_fetch_and(&st->user_force, ~FORCE_SND);
-		if (nm == SO_SNDBUFFORCE)
-			atomic_fetch_or(&st->user_force, FORCE_SND);
+		atomic_fetch_or(&st->user_force, SET_SND | (nm == SO_SNDBUFFORCE ? FORCE_SND : 0));
+		if (atomic_load(&st->user_locks) >= 0) /* the kernel locks it too */
+			atomic_fetch_or(&st->user_locks, LOCK_SND);
 	} else if (nm == SO_RCVBUF || nm == SO_RCVBUFFORCE) {
 		atomic_store(&st->user_rcv, val);
 		atomic_fetch_and(&st->user_force, ~FORCE_RCV);
-		if (nm == SO_RCVBUFFORCE)
-			atomic_fetch_or(&st->user_force, FORCE_RCV);
+		atomic_fetch_or(&st->user_force, SET_RCV | (nm == SO_RCVBUFFORCE ? FORCE_RCV : 0));
+		if (atomic_load(&st->user_locks) >= 0)
+			atomic_fetch_or(&st->user_locks, LOCK_RCV);
 	} else if (nm == SO_BUF_LOCK) {
 		atomic_store(&st->user_locks, val);
 	} else {
@@ -483,17 +530,18 @@ bool sm_buf_getsockopt(int fd, struct sm_sock *st, int lv, int nm, void *v, sock
 	*rc = libc_getsockopt(fd, lv, nm, v, l); /* validates, fills the rest */
 	if (*rc != 0 || *l < sizeof(int))
 		return true;
-	if (lv == SOL_SOCKET && nm == SO_RCVBUF && st->set_rcv &&
-	    (u = atomic_load(&st->user_rcv)) >= 0)
-		out = (int)kernel_size(u, core_rmem_max, atomic_load(&st->user_force) & FORCE_RCV);
-	else if (lv == SOL_SOCKET && nm == SO_SNDBUF && st->set_snd &&
-		 (u = atomic_load(&st->user_snd)) >= 0)
-		out = (int)kernel_size(u, core_wmem_max, atomic_load(&st->user_force) & FORCE_SND);
+	if (lv == SOL_SOCKET && nm == SO_RCVBUF && st->set_rcv && user_has(st, SET_RCV))
+		out = (int)kernel_size(atomic_load(&st->user_rcv), core_rmem_max,
+				       user_has(st, FORCE_RCV), true);
+	else if (lv == SOL_SOCKET && nm == SO_RCVBUF && st->set_rcv && st->rcv0 > 0)
+		out = st->rcv0; /* what it had before we imposed one */
+	else if (lv == SOL_SOCKET && nm == SO_SNDBUF && st->set_snd && user_has(st, SET_SND))
+		out = (int)kernel_size(atomic_load(&st->user_snd), core_wmem_max,
+				       user_has(st, FORCE_SND), false);
+	else if (lv == SOL_SOCKET && nm == SO_SNDBUF && st->set_snd && st->snd0 > 0)
+		out = st->snd0;
 	else if (lv == SOL_SOCKET && nm == SO_BUF_LOCK && (st->set_rcv || st->set_snd))
-		out = (u = atomic_load(&st->user_locks)) >= 0
-			      ? u
-			      : (atomic_load(&st->user_snd) >= 0 ? LOCK_SND : 0) |
-					(atomic_load(&st->user_rcv) >= 0 ? LOCK_RCV : 0);
+		out = prog_locks(st);
 	else if (lv == IPPROTO_TCP && nm == TCP_WINDOW_CLAMP && st->wclamp0)
 		out = (u = atomic_load(&st->user_wclamp)) > 0 ? u : st->wclamp0;
 	else

@@ -64,7 +64,7 @@ struct sm_sock {
 	 * passed; -1: never) and SO_BUF_LOCK / TCP_WINDOW_CLAMP (-1: never).
 	 * W: the program's setsockopt (relaxed). R: clamp.c, getsockopt. */
 	_Atomic int32_t user_snd, user_rcv, user_locks, user_wclamp;
-	_Atomic uint32_t user_force; /* 1: snd via *FORCE, 2: rcv via *FORCE */
+	_Atomic uint32_t user_force; /* 1/2: snd/rcv via *FORCE; 4/8: snd/rcv set */
 	/* Held while the imposed state below is read or changed (helper tick,
 	 * setsockopt, the send path's moderation): a spin flag, never held
 	 * across anything but a few setsockopt calls on this socket. */

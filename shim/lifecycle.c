@@ -67,8 +67,9 @@ static bool accounted(int family, int type)
 }
 
 /* A new fd appeared (socket, accept): give it fresh state, or none. Either
- * way any stale state left at that fd number is dropped. */
-static void track_new(int fd, int family, int type)
+ * way any stale state left at that fd number is dropped. `from`: the
+ * listening socket's state (accept), whose buffer requests it inherits. */
+static void track_from(int fd, int family, int type, const struct sm_sock *from)
 {
 	struct sm_sock *st = NULL, *old;
 	struct stat sb;
@@ -76,6 +77,8 @@ static void track_new(int fd, int family, int type)
 	if (accounted(family, type) && sm_proc_ensure()) {
 		st = sm_sock_new(family, type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC),
 				 fstat(fd, &sb) == 0 ? (uint64_t)sb.st_ino : 0);
+		if (st && from)
+			sm_buf_inherit(st, from);
 		if (st && sm_fd_install(fd, st)) {
 			sm_sock_opened();
 			/* st stays valid: our table entry holds a reference, and
@@ -87,6 +90,11 @@ static void track_new(int fd, int family, int type)
 	old = sm_fd_take(fd);
 	if (old)
 		sm_sock_put(old);
+}
+
+static void track_new(int fd, int family, int type)
+{
+	track_from(fd, family, type, NULL);
 }
 
 /* ---- sockets already open at load (F7) ---------------------------------- */
@@ -236,17 +244,17 @@ static void track_accepted(int lfd, int fd)
 	socklen_t len = sizeof(int);
 	struct sm_sock *st;
 
-	sm_rcu_lock();
+	/* Inside SLOW_PATH's read-side section: the listener's state stays
+	 * valid while it is copied, even if another thread closes it. */
 	st = sm_fd_peek(lfd);
 	if (st) {
 		family = st->family;
 		type = st->type;
 	}
-	sm_rcu_unlock();
 	if (!st && (libc_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len) != 0 ||
 		    libc_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0))
 		family = AF_UNSPEC;
-	track_new(fd, family, type);
+	track_from(fd, family, type, st);
 }
 
 static int lc_accept4(int lfd, struct sockaddr *a, socklen_t *al, int fl, bool four)

@@ -98,6 +98,10 @@ void sm_buf_apply(int fd, struct sm_sock *st);
  * at once, before connect/any data (window scale) and before autotuning
  * grows it. */
 void sm_buf_new_socket(int fd, struct sm_sock *st);
+/* An accepted socket: the kernel copied the listener's buffer sizes and
+ * lock bits to it, so it carries the program's requests made on the
+ * listener. Before the state is published. */
+void sm_buf_inherit(struct sm_sock *st, const struct sm_sock *from);
 /* The send path hit max on a non-empty queue: lower SO_SNDBUF toward what
  * the queue holds (sk_stream_moderate_sndbuf) so poll/epoll report the
  * socket not writable until it drains. */

@@ -57,10 +57,13 @@ bool sm_reconcile(int fd, struct sm_sock *st)
 	 * the figures are st's. */
 	if (sm_fd_peek(fd) != st || len < sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1))
 		return true;
-	/* Streams hold sent data in the write queue until acknowledged
+	/* TCP holds sent data in the write queue until acknowledged
 	 * (wmem_queued); datagrams hold it only while in flight below the
-	 * socket (wmem_alloc, no write queue). */
-	tx = st->type == SOCK_STREAM ? mi[SK_MEMINFO_WMEM_QUEUED] : mi[SK_MEMINFO_WMEM_ALLOC];
+	 * socket (wmem_alloc, no write queue); a UNIX socket's data sits in
+	 * the peer's receive queue, charged to the sender's wmem_alloc (the
+	 * peer's rmem_alloc stays 0). */
+	tx = st->type == SOCK_STREAM && st->family != AF_UNIX ? mi[SK_MEMINFO_WMEM_QUEUED]
+							      : mi[SK_MEMINFO_WMEM_ALLOC];
 	atomic_store_explicit(&st->k_wmem, (int32_t)tx, memory_order_relaxed);
 	atomic_store_explicit(&st->k_rmem, (int32_t)mi[SK_MEMINFO_RMEM_ALLOC],
 			      memory_order_relaxed);
