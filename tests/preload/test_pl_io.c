@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "pl_harness.h"
 
@@ -141,6 +142,39 @@ RX(udp6, recvfrom)
 Test(io_unix, accounted_when_enabled)
 {
 	run_opts("unix", "write", "read", "SOCKMEM_FAMILIES=inet,inet6,unix", true);
+}
+
+static bool sock_at_least(const struct sockmem_group_stat *st, int64_t n)
+{
+	return st->sock >= n;
+}
+
+/* A UNIX stream's queued data is charged by the kernel to the sender's
+ * wmem_alloc (wmem_queued and the peer's rmem_alloc stay 0): the tick's
+ * reconcile must find it there, not set the estimate to 0. */
+Test(io_unix, reconciled_to_the_senders_wmem_alloc)
+{
+	struct pl_opts o = {.group = "io",
+			    .preload = true,
+			    .extra = {"SOCKMEM_RECONCILE_MS=20", "SOCKMEM_RECONCILE_BYTES=0",
+				      "SOCKMEM_FAMILIES=inet,inet6,unix"}};
+	const char *args[] = {"unix", "write", "read", NULL};
+	struct sockmem_group_stat st;
+	struct pl_child c;
+	char ns[64];
+	bool held;
+
+	pl_ns(ns, sizeof(ns), "io-unix-tick");
+	o.ns = ns;
+	cr_assert_eq(pl_spawn(&c, "sockmem-pl-io", args, &o), 0);
+	cr_assert_eq(pl_expect(&c, "tx", NULL, 0), 0);
+	usleep(200000); /* ten ticks */
+	held = pl_stat_until(ns, "io", &st, sock_at_least, 32768, 1000);
+	cr_expect(held, "32 KiB queued to the peer: sock %lld after the ticks", (long long)st.sock);
+	for (int i = 0; i < 4; i++)
+		pl_go(&c);
+	pl_wait(&c, 10000);
+	sockmem_unlink(ns);
 }
 
 Test(io_unix, untouched_by_default)
