@@ -19,15 +19,25 @@
 /*
  * A charge of nr left usage u above `high` at this level: count the event
  * and, on the crossing itself (usage was at or below high before this
- * charge), wake the reclaimers waiting on this level (issue 4). Charges that
- * stay above high do not wake anyone: the reclaimers re-check every tick.
- * Concurrency: lock-free.
+ * charge), wake the reclaimers waiting on this level (issue 4), and those
+ * of the groups under it that wait on a high of their own (a helper waits
+ * on its nearest level with a high only: without this, a member of p/c
+ * with its own high slept through p's crossing until its next tick).
+ * Charges that stay above high do not wake anyone: the reclaimers re-check
+ * every tick. Concurrency: lock-free; the walk is O(groups x depth), on a
+ * crossing only.
  */
 static void sm_high_crossed(sockmem_seg_t *seg, uint32_t idx, int64_t u, int64_t nr, int64_t high)
 {
 	ADD(&seg->groups[idx].ev_high, 1);
-	if (u - nr <= high)
-		sm_reclaim_wake(seg, idx);
+	if (u - nr > high)
+		return;
+	sm_reclaim_wake(seg, idx);
+	for (uint32_t i = sockmem_group_next(seg, 0); i != SOCKMEM_NONE;
+	     i = sockmem_group_next(seg, i + 1))
+		if (i != idx && RLX(&seg->groups[i].high) != SOCKMEM_UNLIMITED &&
+		    sm_group_within(seg, i, idx))
+			sm_reclaim_wake(seg, i);
 }
 
 static void update_peak(struct sockmem_group *g, int64_t u)

@@ -56,6 +56,7 @@
 #define FORCE_RCV 2u
 #define SET_SND	  4u /* the program set SO_SNDBUF(FORCE) (any value, even < 0) */
 #define SET_RCV	  8u
+#define DIRTY	  16u /* a request the kernel took while bl was busy: merge it */
 
 _Atomic int64_t sm_buf_share = INT64_MAX;
 _Atomic bool sm_buf_pressure;
@@ -98,7 +99,8 @@ void sm_buf_init(struct sm_sock *st)
 	atomic_store_explicit(&st->k_rmem, 0, memory_order_relaxed);
 	st->set_snd = st->set_rcv = st->wclamp0 = 0;
 	st->rcv0 = st->snd0 = 0;
-	st->moderated = st->rclamped = false;
+	st->moderated = false;
+	atomic_store_explicit(&st->rclamped, false, memory_order_relaxed);
 	st->idle = 0;
 	st->rx_seen = 0;
 }
@@ -397,11 +399,13 @@ static void apply_snd(int fd, struct sm_sock *st, int64_t want)
 	}
 }
 
+static bool constrained(const struct sm_sock *st);
+
 static void apply_locked(int fd, struct sm_sock *st)
 {
 	int64_t share = atomic_load_explicit(&sm_buf_share, memory_order_relaxed);
 	bool pressure = atomic_load_explicit(&sm_buf_pressure, memory_order_relaxed);
-	bool hold = pressure || st->rclamped;
+	bool hold = pressure || atomic_load_explicit(&st->rclamped, memory_order_relaxed);
 	int64_t half = share == INT64_MAX ? INT64_MAX : share / 2, wclamp = 0, rcv;
 
 	/* The send path's moderation goes when pressure does, or as soon as
@@ -411,6 +415,8 @@ static void apply_locked(int fd, struct sm_sock *st)
 	 * than a pressure period later. The hold itself stays for the period. */
 	if (st->moderated && (!pressure || sm_comfortable(sm_seg, sm_group)))
 		st->moderated = false;
+	if ((atomic_fetch_and(&st->user_force, ~DIRTY) & DIRTY) && constrained(st))
+		st->set_rcv = st->set_snd = -1; /* the kernel has the program's value */
 	if (half == INT64_MAX && !hold && !st->set_rcv && !st->set_snd)
 		return; /* unconstrained and nothing to restore: no system call */
 	rcv = want_rcv(fd, st, half, hold, &wclamp);
@@ -474,24 +480,30 @@ static bool constrained(const struct sm_sock *st)
 {
 	return st->set_snd || st->set_rcv || st->wclamp0 ||
 	       atomic_load_explicit(&sm_buf_share, memory_order_relaxed) != INT64_MAX ||
-	       atomic_load_explicit(&sm_buf_pressure, memory_order_relaxed) || st->rclamped;
+	       atomic_load_explicit(&sm_buf_pressure, memory_order_relaxed) ||
+	       atomic_load_explicit(&st->rclamped, memory_order_relaxed);
 }
 
 bool sm_buf_setsockopt(int fd, struct sm_sock *st, int lv, int nm, const void *v, socklen_t l,
 		       int *rc)
 {
+	bool held;
 	int val;
 
 	if (!inet(st) || !buf_opt(lv, nm))
 		return false;
 	/* The kernel first: it validates the arguments (errno as without
-	 * us); only a request it accepted is remembered. */
+	 * us); only a request it accepted is remembered. bl is held across the
+	 * call, so the tick cannot restore its own idea of the size between
+	 * the kernel taking the program's value and our noting it. */
+	held = bl_take(st, 100);
 	*rc = libc_setsockopt(fd, lv, nm, v, l);
-	if (*rc != 0 || l < sizeof(int))
+	if (*rc != 0 || l < sizeof(int)) {
+		if (held)
+			bl_drop(st);
 		return true;
+	}
 	memcpy(&val, v, sizeof(val));
-	if (!bl_take(st, 100))
-		return true; /* the next tick merges it */
 	if (nm == SO_SNDBUF || nm == SO_SNDBUFFORCE) {
 		atomic_store(&st->user_snd, val);
 		atomic_fetch_and(&st->user_force, ~FORCE_SND);
@@ -509,6 +521,10 @@ bool sm_buf_setsockopt(int fd, struct sm_sock *st, int lv, int nm, const void *v
 	} else {
 		atomic_store(&st->user_wclamp, val);
 	}
+	if (!held) { /* the holder, or the next tick, merges it */
+		atomic_fetch_or(&st->user_force, DIRTY);
+		return true;
+	}
 	if (constrained(st)) {
 		/* The kernel now has the program's value: force our limits
 		 * to be applied again on top of it. */
@@ -525,11 +541,19 @@ bool sm_buf_getsockopt(int fd, struct sm_sock *st, int lv, int nm, void *v, sock
 	int32_t u;
 	int out;
 
-	if (!inet(st) || !buf_opt(lv, nm) || !constrained(st))
+	/* The imposed state is read under bl (the tick may be changing it);
+	 * if it stays taken, the kernel's own figure. */
+	if (!inet(st) || !buf_opt(lv, nm) || !bl_take(st, 100))
 		return false;
+	if (!constrained(st)) {
+		bl_drop(st);
+		return false;
+	}
 	*rc = libc_getsockopt(fd, lv, nm, v, l); /* validates, fills the rest */
-	if (*rc != 0 || *l < sizeof(int))
+	if (*rc != 0 || *l < sizeof(int)) {
+		bl_drop(st);
 		return true;
+	}
 	if (lv == SOL_SOCKET && nm == SO_RCVBUF && st->set_rcv && user_has(st, SET_RCV))
 		out = (int)kernel_size(atomic_load(&st->user_rcv), core_rmem_max,
 				       user_has(st, FORCE_RCV), true);
@@ -545,7 +569,9 @@ bool sm_buf_getsockopt(int fd, struct sm_sock *st, int lv, int nm, void *v, sock
 	else if (lv == IPPROTO_TCP && nm == TCP_WINDOW_CLAMP && st->wclamp0)
 		out = (u = atomic_load(&st->user_wclamp)) > 0 ? u : st->wclamp0;
 	else
-		return true;
-	memcpy(v, &out, sizeof(out));
+		out = -1;
+	bl_drop(st);
+	if (out != -1)
+		memcpy(v, &out, sizeof(out));
 	return true;
 }

@@ -73,7 +73,7 @@ struct sm_sock {
 	int32_t wclamp0;	  /* window clamp before our first; 0: never clamped */
 	int32_t rcv0, snd0;	  /* kernel buffer sizes before we imposed one */
 	bool moderated;		  /* send path moderated SO_SNDBUF at max */
-	bool rclamped;		  /* the reclaimer clamped it (largest first) */
+	_Atomic bool rclamped;	  /* the reclaimer clamped it (largest first); relaxed */
 	/* tcpi_bytes_received when the receive buffer was last sized (clamp.c
 	 * natural_rcv); 0: not seen yet. */
 	uint64_t rx_seen;

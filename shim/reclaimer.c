@@ -109,7 +109,8 @@ static void largest_one(int fd, struct sm_sock *st, void *arg)
 	int64_t e = atomic_load(&st->est);
 	int k;
 
-	if (!sm_sock_owned(st) || st->rclamped || e <= 0)
+	if (!sm_sock_owned(st) || atomic_load_explicit(&st->rclamped, memory_order_relaxed) ||
+	    e <= 0)
 		return;
 	for (k = 0; k < t->n; k++)
 		if (t->st[k] == st)
@@ -144,7 +145,7 @@ static void clamp_largest(struct sockmem_group *g, int64_t excess)
 			if (t.e[j] > t.e[b])
 				b = j;
 		if (sm_fd_peek(t.fd[b]) == t.st[b]) {
-			t.st[b]->rclamped = true;
+			atomic_store_explicit(&t.st[b]->rclamped, true, memory_order_relaxed);
 			sm_buf_apply(t.fd[b], t.st[b]);
 			/* Send side: below what it queues (half), so the queue
 			 * drains as the peer reads instead of being refilled at
@@ -164,8 +165,8 @@ static void clamp_largest(struct sockmem_group *g, int64_t excess)
 
 static void unclamp_one(int fd, struct sm_sock *st, void *arg)
 {
-	if (st->rclamped && sm_sock_owned(st)) {
-		st->rclamped = false;
+	if (atomic_load_explicit(&st->rclamped, memory_order_relaxed) && sm_sock_owned(st)) {
+		atomic_store_explicit(&st->rclamped, false, memory_order_relaxed);
 		sm_buf_apply(fd, st);
 	}
 }

@@ -95,6 +95,31 @@ Test(limits_core, room_per_socket_levels, .init = setup, .fini = teardown)
 	sockmem_uncharge(seg, a, 2 * MiB);
 }
 
+/* A crossing of an ancestor's high wakes the reclaimers of a descendant
+ * that waits on a high of its own (they wait on their nearest level only). */
+Test(limits_core, ancestor_crossing_wakes_descendants_with_a_high, .init = setup, .fini = teardown)
+{
+	char why[SOCKMEM_ERRLEN];
+	uint32_t p, c, d;
+
+	cr_assert_eq(sockmem_group_create(seg, "w/c", &c), 0);
+	cr_assert_eq(sockmem_group_create(seg, "w/d", &d), 0);
+	cr_assert_eq(sockmem_group_lookup(seg, "w", &p), 0);
+	cr_assert_eq(sockmem_group_set_limits(seg, p, SOCKMEM_UNLIMITED, MiB, 0, why, sizeof(why)),
+		     0, "%s", why);
+	cr_assert_eq(
+		sockmem_group_set_limits(seg, c, SOCKMEM_UNLIMITED, 100 * MiB, 0, why, sizeof(why)),
+		0, "%s", why);
+	cr_expect_eq(sm_high_level(seg, c), c, "c's helpers wait on c");
+	uint32_t sp = sm_reclaim_seq(seg, p), sc = sm_reclaim_seq(seg, c),
+		 sd = sm_reclaim_seq(seg, d);
+	sockmem_charge(seg, d, 2 * MiB); /* w crosses its high; c is far from its own */
+	cr_expect_eq(sm_reclaim_seq(seg, p), sp + 1);
+	cr_expect_eq(sm_reclaim_seq(seg, c), sc + 1, "c's waiters not woken by w's crossing");
+	cr_expect_eq(sm_reclaim_seq(seg, d), sd, "d has no high: its helpers wait on w");
+	sockmem_uncharge(seg, d, 2 * MiB);
+}
+
 Test(limits_core, shares_headroom_wakeups, .init = setup, .fini = teardown)
 {
 	char why[SOCKMEM_ERRLEN];
