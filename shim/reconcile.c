@@ -178,6 +178,18 @@ static void tick(void)
 		       (long long)reaped);
 }
 
+/* The level's wake-up count read before a pass looked at its usage: a
+ * crossing during the pass then ends the next sleep at once (read after
+ * the pass, it was lost until the next tick). */
+static uint32_t pass_lvl = SOCKMEM_NONE, pass_seq;
+
+static void before_pass(void)
+{
+	pass_lvl = sm_reclaim_level();
+	if (pass_lvl != SOCKMEM_NONE)
+		pass_seq = sm_reclaim_seq(sm_seg, pass_lvl);
+}
+
 /*
  * Sleep until the next tick or a wake-up: on the futex of the nearest level
  * with a high watermark (woken from any process when a charge crosses it),
@@ -193,7 +205,13 @@ static bool sleep_until(uint64_t deadline)
 	if (now >= deadline)
 		return false;
 	wait_lvl = lvl;
-	seen = lvl != SOCKMEM_NONE ? sm_reclaim_seq(sm_seg, lvl) : atomic_load(&local_seq);
+	if (lvl == SOCKMEM_NONE)
+		seen = atomic_load(&local_seq);
+	else if (lvl == pass_lvl)
+		seen = pass_seq;
+	else
+		seen = sm_reclaim_seq(sm_seg, lvl);
+	pass_lvl = SOCKMEM_NONE;
 	pthread_mutex_unlock(&lock);
 	if (lvl != SOCKMEM_NONE) {
 		woke = sm_reclaim_wait(sm_seg, lvl, seen, deadline - now);
@@ -227,9 +245,11 @@ static void *helper_main(void *arg)
 	next = sockmem_now_ns() + interval;
 	while (!stop) {
 		if (sockmem_now_ns() >= next) {
+			before_pass();
 			tick();
 			next = sockmem_now_ns() + interval;
 		} else if (sleep_until(next) && !stop) {
+			before_pass();
 			sm_reclaim_woken();
 		}
 	}
@@ -324,4 +344,5 @@ void sm_helper_fork_child(void)
 	running = false;
 	tick_no = 0;
 	wait_lvl = SOCKMEM_NONE;
+	pass_lvl = SOCKMEM_NONE;
 }
