@@ -39,10 +39,16 @@ static void tc_destructor(void *unused)
 {
 	sm_nest++;
 	sm_rcu_lock();
-	if (sm_active_acquire())
+	if (sm_active_acquire()) {
 		sm_tcache_detach();
-	else
+		/* A key destructor that runs after ours (glibc runs them for
+		 * a few rounds) may still send or close: its charges go
+		 * straight to the counter rather than to a new slot that no
+		 * destructor would give back. */
+		sm_tcache_uncached();
+	} else {
 		sm_tcache_forget();
+	}
 	sm_rcu_unlock();
 	sm_nest--;
 }
@@ -60,16 +66,18 @@ static struct sockmem_cache *tcache_attach(void)
 
 	if (proc == SOCKMEM_NONE)
 		return NULL;
-	if (sm_cfg.batch == 0) {      /* SOCKMEM_BATCH=0: every charge goes to the counter */
-		sm_tcache_uncached(); /* (the core reads batch 0 as its default) */
+	/* SOCKMEM_BATCH=0: every charge goes to the counter (the core reads
+	 * batch 0 as its default); so without a thread-exit hook, which would
+	 * leave every exited thread's slot and stock behind. */
+	if (sm_cfg.batch == 0 || !tc_key_ok) {
+		sm_tcache_uncached();
 		return sm_tc_attached ? &sm_tc : NULL;
 	}
 	sm_nest++;
 	SM_SAVE_ERRNO(rc = sockmem_cache_attach(sm_seg, proc, sm_cfg.batch, &sm_tc));
 	if (rc == 0 || rc == -ENOSPC) { /* -ENOSPC: works uncached */
 		sm_tc_attached = true;
-		if (tc_key_ok)
-			pthread_setspecific(tc_key, &sm_tc);
+		pthread_setspecific(tc_key, &sm_tc);
 	} else {
 		sm_log_once(SM_LOG_WARN, "cannot attach a charge cache (%d)", rc);
 	}
@@ -206,6 +214,8 @@ void sm_sock_release(struct sm_sock *st)
 {
 	int64_t e = atomic_exchange(&st->est, SM_SOCK_DEAD);
 
+	if (e == SM_SOCK_DEAD)
+		return; /* never installed (sm_fd_install failed): never counted */
 	if (!sm_sock_owned(st) || !sm_seg)
 		return; /* inherited: the ancestor that created it owns the charge */
 	if (e > 0) {

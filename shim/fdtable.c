@@ -161,7 +161,13 @@ bool sm_fd_install(int fd, struct sm_sock *st)
 	struct sm_sock *prev;
 
 	if (!slot) {
-		sm_log_once(SM_LOG_WARN, "fd %d beyond the fd table; socket unaccounted", fd);
+		sm_log_once(SM_LOG_WARN,
+			    "fd %d: no fd-table entry (beyond the table, or no memory for its "
+			    "chunk); socket unaccounted",
+			    fd);
+		/* Never counted (sm_sock_opened follows a successful install):
+		 * released as already dead, it is not uncounted either. */
+		atomic_store(&st->est, SM_SOCK_DEAD);
 		sm_sock_put(st);
 		return false;
 	}

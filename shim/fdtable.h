@@ -27,6 +27,7 @@
 #ifndef _LGPL_SOURCE
 #define _LGPL_SOURCE /* inline urcu-bp read-side fast paths */
 #endif
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -105,8 +106,22 @@ struct sm_fdchunk {
 };
 /* The first level is sm_hot.fd_l1 (real.h; SM_FD_* sizes there too). */
 
+/* A thread's first read-side section registers it with urcu-bp, which may
+ * grow its registry with an mremap that fails (ENOMEM) before it falls back
+ * to mmap: errno is kept across that, once per thread (a successful send
+ * must not change it). */
+static __attribute__((noinline, cold)) void sm_rcu_register(void)
+{
+	int saved = errno;
+
+	urcu_bp_register();
+	errno = saved;
+}
+
 static inline void sm_rcu_lock(void)
 {
+	if (__builtin_expect(!URCU_TLS(urcu_bp_reader), 0))
+		sm_rcu_register();
 	urcu_bp_read_lock();
 }
 

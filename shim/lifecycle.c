@@ -269,9 +269,30 @@ static int lc_accept4(int lfd, struct sockaddr *a, socklen_t *al, int fl, bool f
 	return fd;
 }
 
+struct closing {
+	int fd;
+	struct sm_sock *st;
+};
+
+/* The thread was cancelled in close(), a cancellation point, holding the
+ * state it took out of the table: glibc leaves the fd open if the cancel
+ * was acted on before the system call, and Linux frees it if it came
+ * during. Put the state back in the first case, release it in the other
+ * (else its whole charge stays for the life of the process). */
+static void close_cancelled(void *arg)
+{
+	const struct closing *c = arg;
+	struct stat sb;
+
+	if (fstat(c->fd, &sb) == 0 && S_ISSOCK(sb.st_mode) && (uint64_t)sb.st_ino == c->st->ino)
+		SLOW_PATH(sm_fd_install(c->fd, c->st));
+	else
+		SLOW_PATH(sm_sock_put(c->st));
+}
+
 static int lc_close(int fd)
 {
-	struct sm_sock *st = NULL;
+	struct closing c = {.fd = fd};
 	int rc;
 
 	if (sm_unlikely(!sm_is_active()) || !sm_fd_peek(fd))
@@ -279,10 +300,13 @@ static int lc_close(int fd)
 	/* Clear the entry before the fd number can be reused (see
 	 * sm_reconcile), then release the state once the fd is gone. The
 	 * close itself runs outside the read-side section: it may linger. */
-	SLOW_PATH(st = sm_fd_take(fd));
+	SLOW_PATH(c.st = sm_fd_take(fd));
+	if (!c.st)
+		return libc_close(fd);
+	pthread_cleanup_push(close_cancelled, &c);
 	rc = libc_close(fd);
-	if (st)
-		SLOW_PATH(sm_sock_put(st));
+	pthread_cleanup_pop(0);
+	SLOW_PATH(sm_sock_put(c.st));
 	return rc;
 }
 

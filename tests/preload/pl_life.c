@@ -22,6 +22,11 @@
  *                                                record is returned
  *   pl-life fork_exit <us>                       a thread forks in a loop while main
  *                                                returns after <us> microseconds
+ *   pl-life cancel                               a thread cancelled in close(): the
+ *                                                socket stays open and accounted
+ *   pl-life errno                                24 threads' first calls keep errno
+ *   pl-life keyd                                 key destructors that run after the
+ *                                                shim's still send: no slot left behind
  *
  * Phases as in pl_io.c: print "<phase> <number>", wait for a byte on stdin.
  * Exit status 0 on success, 2 on a failed call.
@@ -34,6 +39,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -537,6 +543,137 @@ static int do_fork_exit(long us)
 	return 0;
 }
 
+static _Atomic int flag_ready, flag_go;
+static int cancel_fd;
+
+static void *cancelled_main(void *arg)
+{
+	(void)arg;
+	send_all(cancel_fd, N);
+	atomic_store(&flag_ready, 1);
+	while (!atomic_load(&flag_go)) /* no cancellation point */
+		;
+	close(cancel_fd); /* the pending cancel is acted on here */
+	return NULL;
+}
+
+/* A cancel acted on in close() before the system call: the fd stays open,
+ * so its state must stay in the table, charged ("cancelled N"), and be
+ * released by the program's later close ("closed"). */
+static int do_cancel(void)
+{
+	int a, b;
+	pthread_t t;
+	void *r;
+
+	tcp_pair(&a, &b);
+	cancel_fd = a;
+	if (pthread_create(&t, NULL, cancelled_main, NULL))
+		die("pthread_create");
+	while (!atomic_load(&flag_ready))
+		usleep(100);
+	pthread_cancel(t);
+	atomic_store(&flag_go, 1);
+	pthread_join(t, &r);
+	if (r != PTHREAD_CANCELED || fcntl(a, F_GETFD) < 0)
+		die("not cancelled before the close");
+	phase("cancelled", N);
+	close(a);
+	close(b);
+	phase("closed", 0);
+	return 0;
+}
+
+#define ERRNO_THREADS 24
+
+static int errno_fd;
+static _Atomic int errno_bad;
+
+static void *errno_main(void *arg)
+{
+	char c = 'e';
+
+	(void)arg;
+	errno = 777;
+	if (send(errno_fd, &c, 1, 0) != 1)
+		die("send");
+	if (errno != 777)
+		atomic_fetch_add(&errno_bad, 1);
+	return NULL;
+}
+
+/* Each thread's first call into the shim registers it with urcu-bp (which
+ * may fail an mremap on the way): a successful send keeps errno. */
+static int do_errno(void)
+{
+	pthread_t t[ERRNO_THREADS];
+	int a, b;
+
+	tcp_pair(&a, &b);
+	errno_fd = a;
+	for (int i = 0; i < ERRNO_THREADS; i++)
+		if (pthread_create(&t[i], NULL, errno_main, NULL))
+			die("pthread_create");
+	for (int i = 0; i < ERRNO_THREADS; i++)
+		pthread_join(t[i], NULL);
+	close(a);
+	close(b);
+	phase("errno_changed", atomic_load(&errno_bad));
+	return 0;
+}
+
+static pthread_key_t keyd_key;
+static int keyd_a, keyd_b;
+
+/* Runs after the shim's destructor (a key created later): sends and reads
+ * in each of glibc's 4 destructor rounds. */
+static void keyd_destructor(void *arg)
+{
+	long round = (long)arg;
+	char m[4096] = {0};
+
+	if (send(keyd_a, m, sizeof(m), 0) != (ssize_t)sizeof(m) ||
+	    recv(keyd_b, m, sizeof(m), MSG_WAITALL) != (ssize_t)sizeof(m))
+		die("keyd send/recv");
+	if (round < 4)
+		pthread_setspecific(keyd_key, (void *)(round + 1));
+}
+
+static void *keyd_main(void *arg)
+{
+	char m[4096] = {0};
+
+	(void)arg;
+	if (send(keyd_a, m, sizeof(m), 0) != (ssize_t)sizeof(m) ||
+	    recv(keyd_b, m, sizeof(m), MSG_WAITALL) != (ssize_t)sizeof(m))
+		die("keyd send/recv");
+	pthread_setspecific(keyd_key, (void *)1L);
+	return NULL;
+}
+
+/* 16 threads whose last charges come from key destructors after the shim's
+ * own: once they are gone and the pair is closed, only the main thread's
+ * cache stock may remain ("joined"). */
+static int do_keyd(void)
+{
+	pthread_t t[16];
+
+	tcp_pair(&keyd_a, &keyd_b);
+	send_all(keyd_a, 1); /* the main thread's cache */
+	if (recv(keyd_b, buf, 1, MSG_WAITALL) != 1 ||
+	    pthread_key_create(&keyd_key, keyd_destructor))
+		die("keyd setup");
+	for (long i = 0; i < 16; i++)
+		if (pthread_create(&t[i], NULL, keyd_main, NULL))
+			die("pthread_create");
+	for (int i = 0; i < 16; i++)
+		pthread_join(t[i], NULL);
+	close(keyd_a);
+	close(keyd_b);
+	phase("joined", 0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
@@ -569,6 +706,12 @@ int main(int argc, char **argv)
 		return do_handoff();
 	if (!strcmp(m, "self_exec"))
 		return do_self_exec(argv[0]);
+	if (!strcmp(m, "cancel"))
+		return do_cancel();
+	if (!strcmp(m, "errno"))
+		return do_errno();
+	if (!strcmp(m, "keyd"))
+		return do_keyd();
 	if (!strcmp(m, "fork_exit") && argc > 2)
 		return do_fork_exit(atol(argv[2]));
 	if (!strcmp(m, "exec_child"))

@@ -191,6 +191,62 @@ Test(life, self_exec_returns_old_image_charges)
 	run("self_exec", s, no_tick);
 }
 
+/* A thread cancelled in close() before the system call: the socket stays
+ * open, charged, and is released by the later close. */
+Test(life, cancel_in_close_keeps_the_socket)
+{
+	static const struct step s[] = {
+		{"cancelled", N, 2, 1, ANY}, {"closed", 0, 0, 1, ANY}, {NULL, 0, 0, 0, 0}};
+	run("cancel", s, no_tick);
+}
+
+/* 24 threads' first calls (urcu-bp registers each, growing its registry)
+ * leave errno as it was. */
+Test(life, first_call_of_a_thread_keeps_errno)
+{
+	const char *args[] = {"errno", NULL};
+	struct pl_opts o = {.group = "life", .preload = true};
+	struct pl_child c;
+	char ns[64], rest[64];
+
+	pl_ns(ns, sizeof(ns), "life-errno");
+	o.ns = ns;
+	cr_assert_eq(pl_spawn(&c, "sockmem-pl-life", args, &o), 0);
+	cr_assert_eq(pl_expect(&c, "errno_changed", rest, sizeof(rest)), 0);
+	cr_expect_eq(atoi(rest), 0, "%s of 24 threads saw errno changed by a successful send",
+		     rest);
+	pl_go(&c);
+	pl_wait(&c, 10000);
+	sockmem_unlink(ns);
+}
+
+/* Key destructors that run after the shim's (glibc's later rounds) still
+ * send: their charges must not attach new slots that nothing gives back.
+ * Once the threads are gone and the pair closed, only the main thread's
+ * stock remains (at most two batches). */
+Test(life, late_key_destructors_leave_no_slot)
+{
+	const char *args[] = {"keyd", NULL};
+	struct pl_opts o = {.group = "life",
+			    .preload = true,
+			    .extra = {"SOCKMEM_RECONCILE_MS=60000", "SOCKMEM_RECONCILE_BYTES=0"}};
+	struct sockmem_group_stat st;
+	struct pl_child c;
+	char ns[64];
+
+	pl_ns(ns, sizeof(ns), "life-keyd");
+	o.ns = ns;
+	cr_assert_eq(pl_spawn(&c, "sockmem-pl-life", args, &o), 0);
+	cr_assert_eq(pl_expect(&c, "joined", NULL, 0), 0);
+	cr_assert_eq(pl_stat(ns, "life", &st), 0);
+	cr_expect_eq(st.sock, 0);
+	cr_expect_leq(st.current, 2 * 65536, "current %lld: exited threads' stock left behind",
+		      (long long)st.current);
+	pl_go(&c);
+	pl_wait(&c, 10000);
+	sockmem_unlink(ns);
+}
+
 #define RUNS 100
 
 /* exit() in one thread while another forks in a loop, RUNS times with the
