@@ -47,42 +47,52 @@ static uint64_t parse_u64(const char **pp)
 
 /* Read /proc/<pid>/stat: state (field 3), num_threads (20) and starttime
  * (22). Returns the start time, 0 if the process is gone or unparsable. */
-static uint64_t read_stat(int pid, char *state, uint64_t *threads)
+/* What /proc/<pid>/stat says. ST_GONE: no such process (ENOENT, ESRCH, or
+ * it ended between open and read); ST_UNKNOWN: it could not be read for
+ * another reason (EMFILE or ENFILE in a process at its fd limit, a /proc
+ * mounted with hidepid, ENOMEM), which says nothing about the process. */
+enum stat_rc { ST_OK, ST_GONE, ST_UNKNOWN };
+
+static enum stat_rc read_stat(int pid, char *state, uint64_t *threads, uint64_t *start)
 {
 	char path[40], buf[1024];
 	const char *p;
 	ssize_t n;
-	int fd;
+	int fd, err;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return errno == ENOENT || errno == ESRCH ? ST_GONE : ST_UNKNOWN;
 	n = read(fd, buf, sizeof(buf) - 1);
+	err = errno;
 	close(fd);
-	if (n <= 0)
-		return 0;
+	if (n == 0 || (n < 0 && err == ESRCH))
+		return ST_GONE;
+	if (n < 0)
+		return ST_UNKNOWN;
 	buf[n] = '\0';
 	/* "pid (comm) state ppid ...": comm may hold spaces and ')'; the last
 	 * ')' ends it. starttime is field 22, i.e. the 20th after the ')'. */
 	p = strrchr(buf, ')');
 	if (!p)
-		return 0;
+		return ST_UNKNOWN;
 	p = skip_fields(p + 1, 0);
 	*state = *p;
 	p = skip_fields(p, 17); /* field 20: num_threads */
 	*threads = parse_u64(&p);
 	p = skip_fields(p, 1); /* field 22: starttime */
-	return parse_u64(&p);
+	*start = parse_u64(&p);
+	return *start ? ST_OK : ST_UNKNOWN;
 }
 
 /* Concurrency: any thread; no allocation (open/read, not stdio). */
 uint64_t sm_proc_start_time(int pid)
 {
-	uint64_t threads;
+	uint64_t threads, start = 0;
 	char state;
 
-	return read_stat(pid, &state, &threads);
+	return read_stat(pid, &state, &threads, &start) == ST_OK ? start : 0;
 }
 
 /* Has process `pid` ended (no such process, or a zombie with no thread
@@ -98,19 +108,26 @@ bool sm_pid_gone(uint32_t pid)
 	if (pid == 0 || pid > INT32_MAX)
 		return pid != 0; /* never a process (kill(-n) would mean a group) */
 	gone = kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-	if (!gone)
-		gone = read_stat((int)pid, &state, &threads) == 0 ||
-		       ((state == 'Z' || state == 'X') && threads <= 1);
+	if (!gone) {
+		uint64_t start;
+		enum stat_rc r = read_stat((int)pid, &state, &threads, &start);
+
+		/* Unreadable for another reason (our own fd limit): alive. */
+		gone = r == ST_GONE ||
+		       (r == ST_OK && (state == 'Z' || state == 'X') && threads <= 1);
+	}
 	errno = saved;
 	return gone;
 }
 
+/* Ours, read once per process (again after fork); 0 while unreadable (at
+ * our fd limit, say): then read again next time, never cached as 0. */
 static uint64_t self_start_time(void)
 {
 	static int pid;
 	static uint64_t st;
 
-	if (pid != getpid()) { /* recomputed after fork */
+	if (pid != getpid() || st == 0) {
 		st = sm_proc_start_time(getpid());
 		pid = getpid();
 	}
@@ -250,20 +267,30 @@ void sockmem_proc_unregister(sockmem_seg_t *seg, uint32_t proc)
 	sm_table_unlock(seg);
 }
 
+/* A record whose start time was unreadable at registration (0) cannot
+ * tell a reused pid from its process: it counts as alive while the pid
+ * exists. Nothing unreadable counts as dead: a reaper at its own fd limit
+ * once took every other member's record. */
 static bool proc_dead(const struct sockmem_proc *p)
 {
-	uint64_t st, threads = 0;
+	uint64_t st = 0, threads = 0;
 	char state = '?';
+	enum stat_rc r;
 
 	if (p->pid <= 0)
 		return true;
-	if (p->pid == getpid())
-		return p->start_time != self_start_time();
+	if (p->pid == getpid()) {
+		uint64_t mine = self_start_time();
+
+		return mine != 0 && p->start_time != 0 && p->start_time != mine;
+	}
 	if (kill(p->pid, 0) < 0 && errno == ESRCH)
 		return true;
-	st = read_stat(p->pid, &state, &threads);
-	if (st == 0 || st != p->start_time)
-		return true; /* gone, or the pid was reused */
+	r = read_stat(p->pid, &state, &threads, &st);
+	if (r != ST_OK)
+		return r == ST_GONE;
+	if (p->start_time != 0 && st != p->start_time)
+		return true; /* the pid was reused */
 	/* A zombie has closed its files. (A leader that called pthread_exit
 	 * shows 'Z' too, but with its other threads still counted.) */
 	return (state == 'Z' || state == 'X') && threads <= 1;

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include "cache.h"
@@ -217,6 +218,47 @@ Test(proc, reap_leaves_live_records)
 		(unsigned long long)((sockmem_now_ns() - t0) / 100));
 	for (uint32_t i = 0; i < 50; i++)
 		cr_expect_eq(atomic_load(&sockmem_proc_at(seg, i)->state), SOCKMEM_LIVE);
+	sockmem_close(seg);
+}
+
+/* A reaper at its own fd limit cannot read /proc/<pid>/stat (EMFILE): that
+ * says nothing about the process, whose record and charges must stay (it
+ * once took every other member's record). Also a record of our own with an
+ * unreadable start time right now. */
+Test(proc, reaper_at_its_fd_limit_leaves_live_records)
+{
+	sockmem_seg_t *seg = t_open("p-emfile");
+	uint32_t g = t_group(seg, "a/b"), mine;
+	int fds[2], status, n, filled = 0, held[4096];
+	struct rlimit lim, low;
+	int64_t back = 0;
+	char ok = 0;
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	if (pid == 0)
+		victim(t_ns, fds[1]);
+	cr_assert_eq(read(fds[0], &ok, 1), 1);
+	cr_assert_eq(ok, 'y');
+	cr_assert_eq(sockmem_proc_register(seg, g, &mine), 0);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &lim), 0);
+	low = lim;
+	low.rlim_cur = 512; /* within reach of held[] */
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (filled < 4096 && (held[filled] = dup(0)) >= 0)
+		filled++;
+	cr_assert_eq(errno, EMFILE, "could not reach the fd limit (%d dups)", filled);
+	n = sockmem_reap(seg, &back);
+	for (int i = 0; i < filled; i++)
+		close(held[i]);
+	setrlimit(RLIMIT_NOFILE, &lim);
+	cr_expect_eq(n, 0, "reaped %d live record(s) (%lld bytes)", n, (long long)back);
+	cr_expect_eq(t_usage(seg, g), 5000 + BATCH + 7000, "the live member's charges");
+	cr_expect_eq(atomic_load(&sockmem_proc_at(seg, mine)->state), SOCKMEM_LIVE);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	sockmem_proc_unregister(seg, mine);
 	sockmem_close(seg);
 }
 
