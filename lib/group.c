@@ -165,8 +165,8 @@ static int add_group(sockmem_seg_t *seg, const char *path, size_t len, uint32_t 
 /* Concurrency: takes the table lock when something must be created. */
 int sockmem_group_create(sockmem_seg_t *seg, const char *path, uint32_t *idx)
 {
-	uint32_t parent = SOCKMEM_NONE, i = SOCKMEM_NONE;
-	size_t len = 0, total;
+	uint32_t parent = SOCKMEM_NONE, i = SOCKMEM_NONE, made[SM_DEPTH_MAX + 1];
+	size_t len = 0, total, nmade = 0;
 	int rc;
 
 	if (sockmem_path_valid(path, NULL) < 0)
@@ -182,10 +182,24 @@ int sockmem_group_create(sockmem_seg_t *seg, const char *path, uint32_t *idx)
 
 		len = slash ? (size_t)(slash - path) : total;
 		i = find(seg, path, len);
-		if (i == SOCKMEM_NONE && (rc = add_group(seg, path, len, parent, &i)) < 0)
-			break;
+		if (i == SOCKMEM_NONE) {
+			if ((rc = add_group(seg, path, len, parent, &i)) < 0)
+				break;
+			if (nmade < SM_DEPTH_MAX + 1)
+				made[nmade++] = i;
+		}
 		parent = i;
 		len += slash ? 1 : 0;
+	}
+	/* Refused part way (the table is full): take back the ancestors this
+	 * call created, so a refused request leaves nothing behind. Nobody can
+	 * have registered in them: that takes the lock we hold. */
+	while (rc < 0 && nmade > 0) {
+		struct sockmem_group *g = &seg->groups[made[--nmade]];
+
+		atomic_store_explicit(&g->state, SOCKMEM_DEAD, memory_order_release);
+		reset_group(g);
+		atomic_store_explicit(&g->state, SOCKMEM_FREE, memory_order_release);
 	}
 	sm_table_unlock(seg);
 	if (rc == 0 && idx)

@@ -91,11 +91,13 @@ Test(group, table_full)
 	t_group(seg, "a/b");
 	t_group(seg, "c");
 	cr_expect_eq(sockmem_group_create(seg, "d/e", &i), -ENOSPC);
-	/* "d" took the last entry before "d/e" found none; it stays usable. */
-	cr_expect_eq(sockmem_group_lookup(seg, "d", NULL), 0);
-	cr_expect_eq(sockmem_group_create(seg, "x", &i), -ENOSPC);
-	cr_expect_eq(sockmem_group_remove(seg, "d"), 0);
+	/* "d" took the last entry before "d/e" found none: a refused request
+	 * leaves nothing behind, so the entry is free again. */
+	cr_expect_eq(sockmem_group_lookup(seg, "d", NULL), -ENOENT);
 	cr_expect_eq(sockmem_group_create(seg, "x", &i), 0);
+	cr_expect_eq(sockmem_group_create(seg, "y", &i), -ENOSPC);
+	cr_expect_eq(sockmem_group_remove(seg, "x"), 0);
+	cr_expect_eq(sockmem_group_create(seg, "y", &i), 0);
 	sockmem_close(seg);
 }
 
