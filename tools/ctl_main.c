@@ -1,6 +1,7 @@
 /*
  * sockmemctl: global options, the command table and the tool's help.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,5 +147,9 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	ctl_getopt_reset();
-	return cmd->run(&ctx, argc, argv);
+	rc = cmd->run(&ctx, argc, argv);
+	/* Output lost (a full disk, a closed pipe) is a failure too. */
+	if ((fflush(stdout) != 0 || ferror(stdout)) && rc == CTL_OK)
+		return ctl_fail(CTL_ERR, "write error on standard output: %s", strerror(errno));
+	return rc;
 }

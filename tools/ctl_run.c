@@ -47,7 +47,8 @@ struct run_opts {
 	const char *group;
 	int64_t max, high, low; /* SOCKMEM_KEEP when not given */
 	bool dry_run;
-	char **argv; /* the command */
+	bool created; /* setup_group made the group (undone if exec fails) */
+	char **argv;  /* the command */
 	char group_buf[32];
 	char lib[PATH_MAX];
 	char path[PATH_MAX]; /* the command, resolved through PATH */
@@ -393,7 +394,7 @@ static void print_dry_run(const struct ctl *ctx, const struct run_opts *o, char 
 	printf("\n");
 }
 
-static int setup_group(const struct ctl *ctx, const struct run_opts *o)
+static int setup_group(const struct ctl *ctx, struct run_opts *o)
 {
 	sockmem_seg_t *seg;
 	uint32_t idx;
@@ -402,9 +403,24 @@ static int setup_group(const struct ctl *ctx, const struct run_opts *o)
 	rc = ctl_open(ctx, CTL_CREATE, &seg);
 	if (rc != CTL_OK)
 		return rc;
+	o->created = sockmem_group_lookup(seg, o->group, &idx) != 0;
 	rc = ctl_ensure_group(seg, o->group, o->max, o->high, o->low, &idx);
 	sockmem_close(seg);
 	return rc;
+}
+
+/* The command could not be executed: a group made for it goes again (a
+ * failed `run` must not use up a table entry). */
+static void undo_group(const struct ctl *ctx, const struct run_opts *o)
+{
+	sockmem_seg_t *seg;
+	int saved = errno;
+
+	if (o->created && ctl_open(ctx, CTL_CREATE, &seg) == CTL_OK) {
+		sockmem_group_remove(seg, o->group);
+		sockmem_close(seg);
+	}
+	errno = saved;
 }
 
 int ctl_cmd_run(struct ctl *ctx, int argc, char **argv)
@@ -440,6 +456,7 @@ int ctl_cmd_run(struct ctl *ctx, int argc, char **argv)
 	if (rc == CTL_OK) {
 		fflush(NULL);
 		execve(o.path, o.argv, e.env);
+		undo_group(ctx, &o);
 		rc = ctl_fail(errno == ENOENT ? 127 : 126, "run: cannot execute %s: %s", o.path,
 			      strerror(errno));
 	}

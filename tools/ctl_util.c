@@ -299,6 +299,8 @@ int ctl_precheck_limits(int64_t max, int64_t high, int64_t low)
 
 		if (v[lo] == SOCKMEM_KEEP || v[hi] == SOCKMEM_KEEP || v[lo] <= v[hi])
 			continue;
+		if (lo == 1 && v[lo] == SOCKMEM_UNLIMITED)
+			continue; /* high=max: no high watermark (as the core reads it) */
 		return ctl_fail(CTL_ERR, "refused: %s %s is above %s %s; keep low <= high <= max",
 				names[lo], ctl_size(v[lo], a, sizeof(a)), names[hi],
 				ctl_size(v[hi], b, sizeof(b)));

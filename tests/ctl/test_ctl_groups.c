@@ -291,3 +291,30 @@ Test(groups, reset_peak_reap_and_rm)
 	cr_assert_null(strstr(r.out, "\ng"), "%s", r.out);
 	h_free(&r);
 }
+
+/* high=max means "no high watermark", also next to a finite max. */
+Test(groups, high_max_beside_a_max)
+{
+	struct h_out r;
+
+	cr_assert_eq(CTL(&r, "set", "hm", "max=1M", "high=max"), 0, "%s", r.err);
+	cr_expect(strstr(r.out, "hm: max=1M high=max low=0"), "%s", r.out);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "run", "-g", "hr", "--max", "1M", "--high", "max", "--", "/bin/true"),
+		     0, "%s", r.err);
+	h_free(&r);
+}
+
+/* Output that cannot be written is an error: exit 1 and one line. */
+Test(groups, stdout_write_error_fails)
+{
+	const char *argv[] = {"/bin/sh", "-c", "exec \"$0\" list > /dev/full",
+			      h_build("sockmemctl"), NULL};
+	struct h_out r;
+
+	OK("set", "wf", "max=1M");
+	cr_assert_eq(h_run(&r, argv, NULL), 1, "status %d, stderr: %s", r.status, r.err);
+	cr_expect(strstr(r.err, "write error on standard output"), "%s", r.err);
+	cr_expect_eq(strchr(r.err, '\n'), strrchr(r.err, '\n'), "more than one line: %s", r.err);
+	h_free(&r);
+}

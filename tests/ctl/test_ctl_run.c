@@ -126,6 +126,17 @@ Test(run, environment_of_the_command_and_exit_status)
 	cr_assert(h_one_line(r.err) && strstr(r.err, "'no-such-command-xyz' not found in PATH"),
 		  "%s", r.err);
 	h_free(&r);
+	/* A file that cannot be executed: 126, one line, and the group made
+	 * for it is gone again (it used up a table entry per attempt). */
+	const char *plain = h_fmt("%s/not-executable", h_tmpdir());
+	FILE *f = fopen(plain, "w");
+
+	cr_assert(f && fputs("data\n", f) >= 0 && fclose(f) == 0 && chmod(plain, 0644) == 0);
+	cr_assert_eq(CTL(&r, "run", "-g", "noexec", "--", plain), 126, "%s", r.err);
+	cr_assert(h_one_line(r.err) && strstr(r.err, "cannot execute"), "%s", r.err);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "stat", "noexec"), 1, "the group outlived the failed run: %s", r.out);
+	h_free(&r);
 	cr_assert_eq(CTL(&r, "run", "-g", "e/f", "--high", "3M", "--", "true"), 1);
 	cr_assert(h_one_line(r.err) && strstr(r.err, "refused"), "%s", r.err);
 	h_free(&r);
