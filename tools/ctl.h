@@ -96,9 +96,16 @@ int ctl_member_pids(sockmem_seg_t *seg, uint32_t idx, int32_t *pids, int max);
  * low <= high <= max among those that are not SOCKMEM_KEEP. */
 int ctl_precheck_limits(int64_t max, int64_t high, int64_t low);
 
+/* The length of path's shortest prefix (at a '/' or its end) that is not a
+ * group yet, 0 if the whole path exists: what ctl_undo_groups takes back. */
+size_t ctl_missing_from(sockmem_seg_t *seg, const char *path);
+/* Remove the groups on path whose prefix is at least `from` long (those a
+ * creation made), deepest first; nothing if from is 0. */
+void ctl_undo_groups(sockmem_seg_t *seg, const char *path, size_t from);
 /* Find or create group `path` (and its parents) and apply the given limits
- * (SOCKMEM_KEEP: unchanged). A group created here is removed again when the
- * limits are refused. Prints one line and returns CTL_ERR on failure. */
+ * (SOCKMEM_KEEP: unchanged). Groups created here (parents too) are removed
+ * again when the limits are refused. Prints one line and returns CTL_ERR on
+ * failure. */
 int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t high, int64_t low,
 		     uint32_t *idx);
 

@@ -47,8 +47,8 @@ struct run_opts {
 	const char *group;
 	int64_t max, high, low; /* SOCKMEM_KEEP when not given */
 	bool dry_run;
-	bool created; /* setup_group made the group (undone if exec fails) */
-	char **argv;  /* the command */
+	size_t missing_from; /* what setup_group created (ctl_missing_from), undone if exec fails */
+	char **argv;	     /* the command */
 	char group_buf[32];
 	char lib[PATH_MAX];
 	char path[PATH_MAX]; /* the command, resolved through PATH */
@@ -403,7 +403,7 @@ static int setup_group(const struct ctl *ctx, struct run_opts *o)
 	rc = ctl_open(ctx, CTL_CREATE, &seg);
 	if (rc != CTL_OK)
 		return rc;
-	o->created = sockmem_group_lookup(seg, o->group, &idx) != 0;
+	o->missing_from = ctl_missing_from(seg, o->group);
 	rc = ctl_ensure_group(seg, o->group, o->max, o->high, o->low, &idx);
 	sockmem_close(seg);
 	return rc;
@@ -416,8 +416,8 @@ static void undo_group(const struct ctl *ctx, const struct run_opts *o)
 	sockmem_seg_t *seg;
 	int saved = errno;
 
-	if (o->created && ctl_open(ctx, CTL_CREATE, &seg) == CTL_OK) {
-		sockmem_group_remove(seg, o->group);
+	if (o->missing_from && ctl_open(ctx, CTL_CREATE, &seg) == CTL_OK) {
+		ctl_undo_groups(seg, o->group, o->missing_from);
 		sockmem_close(seg);
 	}
 	errno = saved;

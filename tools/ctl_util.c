@@ -81,6 +81,20 @@ const char *ctl_ns_name(const struct ctl *ctx, char *buf, size_t len)
 	return sockmem_default_ns(buf, len);
 }
 
+/* Would --allow-foreign get this command past the refusal `err`? Only for
+ * the commands that accept it (they read), and not for a file that is not
+ * a regular one (refused either way). */
+static bool foreign_helps(const struct ctl *ctx, enum ctl_open_mode mode, const char *err)
+{
+	static const char *const readers[] = {"list", "stat", "watch", "record", "traces"};
+	bool reader = false;
+
+	for (size_t i = 0; ctx->cmd && i < sizeof(readers) / sizeof(readers[0]); i++)
+		reader |= strcmp(ctx->cmd, readers[i]) == 0;
+	return reader && mode == CTL_READ && !ctx->allow_foreign &&
+	       strstr(err, "not a regular file") == NULL;
+}
+
 int ctl_open(const struct ctl *ctx, enum ctl_open_mode mode, sockmem_seg_t **seg)
 {
 	struct sockmem_open_opts o = {
@@ -123,7 +137,7 @@ int ctl_open(const struct ctl *ctx, enum ctl_open_mode mode, sockmem_seg_t **seg
 				"namespace '%s': %s; use a namespace of your own "
 				"(--namespace), or fix /dev/shm%s (owner, mode 0600)%s",
 				ns, err, shm,
-				mode == CTL_READ && !ctx->allow_foreign
+				foreign_helps(ctx, mode, err)
 					? ", or read it anyway with --allow-foreign"
 					: "");
 	if (rc == -EPROTO)
@@ -308,11 +322,48 @@ int ctl_precheck_limits(int64_t max, int64_t high, int64_t low)
 	return CTL_OK;
 }
 
+size_t ctl_missing_from(sockmem_seg_t *seg, const char *path)
+{
+	char prefix[SOCKMEM_PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(prefix))
+		return n;
+	for (size_t i = 0; i <= n; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		memcpy(prefix, path, i);
+		prefix[i] = '\0';
+		if (sockmem_group_lookup(seg, prefix, NULL) != 0)
+			return i;
+	}
+	return 0;
+}
+
+void ctl_undo_groups(sockmem_seg_t *seg, const char *path, size_t from)
+{
+	char prefix[SOCKMEM_PATH_MAX];
+	size_t n = strlen(path);
+
+	if (from == 0 || n >= sizeof(prefix))
+		return;
+	memcpy(prefix, path, n + 1);
+	/* Deepest first: a group with children cannot go. */
+	for (size_t i = n + 1; i-- > 0;) {
+		if (prefix[i] != '/' && prefix[i] != '\0')
+			continue;
+		if (i < from)
+			break;
+		prefix[i] = '\0';
+		sockmem_group_remove(seg, prefix);
+	}
+}
+
 int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t high, int64_t low,
 		     uint32_t *idx)
 {
 	char err[SOCKMEM_ERRLEN] = "";
-	bool created = sockmem_group_lookup(seg, path, idx) != 0;
+	size_t from = ctl_missing_from(seg, path);
 	int rc;
 
 	rc = sockmem_group_create(seg, path, idx);
@@ -328,8 +379,7 @@ int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t 
 	rc = sockmem_group_set_limits(seg, *idx, max, high, low, err, sizeof(err));
 	if (rc == 0)
 		return CTL_OK;
-	if (created)
-		sockmem_group_remove(seg, path); /* a refused request leaves nothing behind */
+	ctl_undo_groups(seg, path, from); /* a refused request leaves nothing behind */
 	return ctl_fail(CTL_ERR, "refused: %s", err[0] ? err : strerror(-rc));
 }
 

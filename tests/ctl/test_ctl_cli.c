@@ -196,6 +196,14 @@ Test(cli, foreign_segment_is_refused)
 	}
 	cr_assert_eq(chmod(path, 0644), 0);
 	expect_refused("your own");
+	/* Advice that works: --allow-foreign only for the commands that take
+	 * it (reap writes: it would refuse the option). */
+	cr_assert_eq(CTL(&r, "list"), 1);
+	cr_expect(strstr(r.err, "--allow-foreign"), "%s", r.err);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "reap"), 1);
+	cr_expect(h_one_line(r.err) && !strstr(r.err, "--allow-foreign"), "%s", r.err);
+	h_free(&r);
 }
 
 /* Give the segment away as another user would own it: file and header

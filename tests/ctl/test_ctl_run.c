@@ -132,10 +132,12 @@ Test(run, environment_of_the_command_and_exit_status)
 	FILE *f = fopen(plain, "w");
 
 	cr_assert(f && fputs("data\n", f) >= 0 && fclose(f) == 0 && chmod(plain, 0644) == 0);
-	cr_assert_eq(CTL(&r, "run", "-g", "noexec", "--", plain), 126, "%s", r.err);
+	cr_assert_eq(CTL(&r, "run", "-g", "e/noexec/g", "--", plain), 126, "%s", r.err);
 	cr_assert(h_one_line(r.err) && strstr(r.err, "cannot execute"), "%s", r.err);
 	h_free(&r);
-	cr_assert_eq(CTL(&r, "stat", "noexec"), 1, "the group outlived the failed run: %s", r.out);
+	cr_assert_eq(CTL(&r, "stat", "e/noexec"), 1, "a group outlived the failed run: %s", r.out);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "stat", "e"), 0, "e was there before: %s", r.err);
 	h_free(&r);
 	cr_assert_eq(CTL(&r, "run", "-g", "e/f", "--high", "3M", "--", "true"), 1);
 	cr_assert(h_one_line(r.err) && strstr(r.err, "refused"), "%s", r.err);
