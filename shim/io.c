@@ -446,38 +446,29 @@ static int mmsg_lens(const struct mmsghdr *h, int c, int64_t *b)
 	int i = 0;
 
 	while (i < c) {
+		size_t l = h[i].msg_hdr.msg_iovlen, used = 0;
 		int first = i, nr = 0;
-		size_t used = 0;
 
-		/* Gather the vectors that fit in loc; a longer one alone. */
-		while (i < c) {
-			size_t l = h[i].msg_hdr.msg_iovlen;
-
-			if (l > SM_MAXIOV || l > PEEK_IOVS) {
-				if (nr > 0)
-					break;
-				if (l > SM_MAXIOV)
-					b[i] = INT64_MAX;
-				else if (iov_total(h[i].msg_hdr.msg_iov, (int)l, &b[i]) != 0)
-					return -1;
-				first = ++i;
-				continue;
-			}
-			if (used + l > PEEK_IOVS)
-				break;
+		if (l > PEEK_IOVS) { /* a long vector alone */
+			if (l > SM_MAXIOV)
+				b[i] = INT64_MAX;
+			else if (iov_total(h[i].msg_hdr.msg_iov, (int)l, &b[i]) != 0)
+				return -1;
+			i++;
+			continue;
+		}
+		/* This one and the short ones after it that fit in loc. */
+		while (i < c && (l = h[i].msg_hdr.msg_iovlen) <= PEEK_IOVS - used) {
 			rem[nr].iov_base = h[i].msg_hdr.msg_iov;
 			rem[nr++].iov_len = l * sizeof(struct iovec);
 			used += l;
 			i++;
 		}
-		if (nr == 0)
-			continue;
 		if (peek_user(loc, used * sizeof(struct iovec), rem, (unsigned long)nr) != 0)
 			return -1;
 		used = 0;
 		for (int k = first; k < i; k++) {
-			size_t l = h[k].msg_hdr.msg_iovlen;
-
+			l = h[k].msg_hdr.msg_iovlen;
 			b[k] = iov_bytes(loc + used, (int)l);
 			used += l;
 		}
