@@ -134,7 +134,7 @@ void sm_buf_inherit(struct sm_sock *st, const struct sm_sock *from)
 			      memory_order_relaxed);
 	atomic_store_explicit(&st->user_wclamp, atomic_load(&from->user_wclamp),
 			      memory_order_relaxed);
-	atomic_store_explicit(&st->user_force, atomic_load(&from->user_force),
+	atomic_store_explicit(&st->user_force, atomic_load(&from->user_force) & ~DIRTY,
 			      memory_order_relaxed);
 }
 
@@ -167,6 +167,8 @@ static void bl_drop(struct sm_sock *st)
  * direction's minimum. */
 static int64_t kernel_size(int64_t v, int64_t cap, bool force, bool rcv)
 {
+	int64_t min;
+
 	if (force)
 		v = v < 0 ? 0 : v;
 	else if ((uint32_t)v > (uint64_t)cap)
@@ -176,7 +178,8 @@ static int64_t kernel_size(int64_t v, int64_t cap, bool force, bool rcv)
 	if (v > INT32_MAX / 2)
 		v = INT32_MAX / 2;
 	v *= 2;
-	return v < (rcv ? MIN_RCVBUF : MIN_SNDBUF) ? (rcv ? MIN_RCVBUF : MIN_SNDBUF) : v;
+	min = rcv ? MIN_RCVBUF : MIN_SNDBUF;
+	return v < min ? min : v;
 }
 
 static int64_t min_nz(int64_t a, int64_t b)

@@ -62,10 +62,11 @@ struct sm_sock {
 
 	/* ---- buffer control (clamp.c, issue 4) ---- */
 	/* What the program asked for with SO_SNDBUF/SO_RCVBUF (the value it
-	 * passed; -1: never) and SO_BUF_LOCK / TCP_WINDOW_CLAMP (-1: never).
+	 * passed; whether it did is a bit of user_force, clamp.c SET_*: any
+	 * value may be passed) and SO_BUF_LOCK / TCP_WINDOW_CLAMP (-1: never).
 	 * W: the program's setsockopt (relaxed). R: clamp.c, getsockopt. */
 	_Atomic int32_t user_snd, user_rcv, user_locks, user_wclamp;
-	_Atomic uint32_t user_force; /* 1/2: snd/rcv via *FORCE; 4/8: snd/rcv set */
+	_Atomic uint32_t user_force; /* clamp.c: FORCE_*, SET_*, DIRTY bits */
 	/* Held while the imposed state below is read or changed (helper tick,
 	 * setsockopt, the send path's moderation): a spin flag, never held
 	 * across anything but a few setsockopt calls on this socket. */
