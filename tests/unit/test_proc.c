@@ -95,6 +95,25 @@ static void victim(const char *ns, int wfd)
 	_exit(0);
 }
 
+/* Fork a victim and wait until it holds its charges. */
+static pid_t start_victim(void)
+{
+	int fds[2];
+	char ok = 0;
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		victim(t_ns, fds[1]);
+	cr_assert_eq(read(fds[0], &ok, 1), 1);
+	cr_assert_eq(ok, 'y');
+	close(fds[0]);
+	close(fds[1]);
+	return pid;
+}
+
 Test(proc, kill9_returns_exactly_what_the_dead_held)
 {
 	sockmem_seg_t *seg = t_open("p-kill9");
@@ -229,18 +248,11 @@ Test(proc, reaper_at_its_fd_limit_leaves_live_records)
 {
 	sockmem_seg_t *seg = t_open("p-emfile");
 	uint32_t g = t_group(seg, "a/b"), mine;
-	int fds[2], status, n, filled = 0, held[4096];
+	int status, n, filled = 0, held[4096];
 	struct rlimit lim, low;
 	int64_t back = 0;
-	char ok = 0;
-	pid_t pid;
+	pid_t pid = start_victim();
 
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	if (pid == 0)
-		victim(t_ns, fds[1]);
-	cr_assert_eq(read(fds[0], &ok, 1), 1);
-	cr_assert_eq(ok, 'y');
 	cr_assert_eq(sockmem_proc_register(seg, g, &mine), 0);
 	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &lim), 0);
 	low = lim;
@@ -313,17 +325,10 @@ Test(proc, zombie_is_reaped)
 {
 	sockmem_seg_t *seg = t_open("p-zombie");
 	uint32_t g = t_group(seg, "a/b");
-	int fds[2], status, n = 0;
+	int status, n = 0;
 	int64_t back = 0;
-	char ok = 0;
-	pid_t pid;
+	pid_t pid = start_victim();
 
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	if (pid == 0)
-		victim(t_ns, fds[1]);
-	cr_assert_eq(read(fds[0], &ok, 1), 1);
-	cr_assert_eq(ok, 'y');
 	kill(pid, SIGKILL);
 	for (int i = 0; i < 200 && n == 0; i++) { /* until the kernel made it a zombie */
 		n = sockmem_reap(seg, &back);
