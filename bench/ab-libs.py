@@ -59,6 +59,8 @@ def main():
     ap.add_argument("--build-dir", default="build", help="where sockmem-bench is (build)")
     ap.add_argument("--cpu", default="auto",
                     help="CPU for the pinned workloads: auto, none or a number")
+    ap.add_argument("--pin-stream", action="store_true",
+                    help="run the stream workload (one thread) on --cpu too")
     ap.add_argument("configs", nargs="+", metavar="NAME=PATH")
     a = ap.parse_args()
     libs = dict(c.split("=", 1) for c in a.configs if "=" in c)
@@ -67,7 +69,8 @@ def main():
     ns = "ab%d" % os.getpid()
     setups = {"none": (benchlib.clean_env(), [])}
     setups.update({k: setup(v, ns) for k, v in libs.items()})
-    cpu = None if a.workload == "stream" else benchlib.pin_cpu(a.cpu)
+    pinned = a.workload != "stream" or a.pin_stream
+    cpu = benchlib.pin_cpu(a.cpu) if pinned else None
     bench = os.path.join(a.build_dir, "sockmem-bench")
     cfgs = list(setups)
     try:

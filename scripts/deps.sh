@@ -11,6 +11,7 @@ pkgs=(
   trickle                                               # interposition-cost peer in bench/compare
   clang libclang-rt-14-dev                              # fuzz targets (libFuzzer)
   valgrind                                              # memcheck of the fault helpers
+  linux-perf                                            # bench/profile.py (the shim's share of CPU)
 )
 missing=()
 for p in "${pkgs[@]}"; do
