@@ -12,8 +12,9 @@ preloads it without a group (pass-through). Build the old side from a git
 worktree (`git worktree add /tmp/old <commit>`, then cmake there).
 
 Workloads: percall (64 B and 16 KiB pairs, wall and thread CPU, every
-configuration on one CPU), bulk (64 KiB pairs, likewise) or stream (one
-connection, 0.1 s slices, not pinned). Prints, per workload, the median of
+configuration on one CPU), bulk (64 KiB pairs, likewise), stream (one
+connection and one thread, 0.1 s slices, pinned with --pin-stream) or stream8
+(8 connections, 2 threads, never pinned). Prints, per workload, the median of
 the paired ratios (configuration / no preload, batch k against batch k)
 with its interquartile range. A ratio of time: lower is better; of Gbit/s:
 higher is better.
@@ -35,6 +36,8 @@ WORKLOADS = {
              ("64 KiB CPU", ["percall", "-s", "64K", "-i", "2000", "--clock", "cpu"])),
     "stream": (("1 stream wall", ["stream", "-c", "1", "-t", "1", "-d", "2"]),
                ("1 stream CPU", ["stream", "-c", "1", "-t", "1", "-d", "2", "--clock", "cpu"])),
+    "stream8": (("8 streams wall", ["stream", "-c", "8", "-t", "2", "-d", "2"]),
+                ("8 streams CPU", ["stream", "-c", "8", "-t", "2", "-d", "2", "--clock", "cpu"])),
 }
 
 
@@ -69,7 +72,7 @@ def main():
     ns = "ab%d" % os.getpid()
     setups = {"none": (benchlib.clean_env(), [])}
     setups.update({k: setup(v, ns) for k, v in libs.items()})
-    pinned = a.workload != "stream" or a.pin_stream
+    pinned = {"stream": a.pin_stream, "stream8": False}.get(a.workload, True)
     cpu = benchlib.pin_cpu(a.cpu) if pinned else None
     bench = os.path.join(a.build_dir, "sockmem-bench")
     cfgs = list(setups)

@@ -36,12 +36,16 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 
-WORKLOADS = (
-    ("percall_64", ["percall", "-s", "64", "-i", "20000", "-b", "10"], True),
-    ("percall_64k", ["percall", "-s", "64K", "-i", "10000", "-b", "10"], True),
-    ("stream_1", ["stream", "-c", "1", "-t", "1", "-d", "3"], True),
-    ("stream_8", ["stream", "-c", "8", "-t", "2", "-d", "3"], False),
-)
+
+def workloads(quick):
+    """(name, sockmem-bench arguments, one thread: pinned to --cpu)."""
+    n, d = (2000, "0.3") if quick else (20000, "3")
+    return (("percall_64", ["percall", "-s", "64", "-i", str(n), "-b", "10"], True),
+            ("percall_64k", ["percall", "-s", "64K", "-i", str(n // 2), "-b", "10"], True),
+            ("stream_1", ["stream", "-c", "1", "-t", "1", "-d", d], True),
+            ("stream_8", ["stream", "-c", "8", "-t", "2", "-d", d], False))
+
+
 ROOTS = ("start_thread", "clone3", "clone", "_start", "__libc_start_call_main",
          "__libc_start_main")
 
@@ -114,6 +118,21 @@ def profile_once(a, args, env, pin, interposers, tmp):
     return counts
 
 
+def check_perf():
+    """perf installed and allowed to sample here; exit 77 (a skip) if not."""
+    try:
+        p = subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-o", "/dev/null",
+                            "--", "true"], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        print("profile: perf is not installed (apt-get install linux-perf)", file=sys.stderr)
+        sys.exit(77)
+    if p.returncode != 0:
+        print("profile: perf cannot sample here: %s" % (p.stderr.strip().splitlines() or
+                                                        ["exit %d" % p.returncode])[-1],
+              file=sys.stderr)
+        sys.exit(77)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build-dir", default="build")
@@ -122,6 +141,8 @@ def main():
     ap.add_argument("--cpu", default="auto",
                     help="CPU for the one-thread workloads: auto, none or a number")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ap.add_argument("--quick", action="store_true",
+                    help="workloads a tenth as long (a smoke run; too few samples to judge)")
     a = ap.parse_args()
     a.build_dir = os.path.abspath(a.build_dir)
     a.bench = os.path.join(a.build_dir, "sockmem-bench")
@@ -129,8 +150,7 @@ def main():
     for f in (a.bench, a.lib):
         if not os.path.exists(f):
             raise SystemExit("profile: %s not found (use --build-dir)" % f)
-    if subprocess.run(["perf", "--version"], capture_output=True).returncode != 0:
-        raise SystemExit("profile: perf is not installed (apt-get install linux-perf)")
+    check_perf()
     a.cpu = benchlib.pin_cpu(a.cpu)
     interposers = exported(a.lib)
     ns = "prof%d" % os.getpid()
@@ -139,7 +159,7 @@ def main():
     result = {}
     try:
         with tempfile.TemporaryDirectory(prefix="sockmem-prof") as tmp:
-            for name, args, one_cpu in WORKLOADS:
+            for name, args, one_cpu in workloads(a.quick):
                 per = {c: [] for c in configs}
                 for r in range(a.runs):
                     for c in (configs if r % 2 == 0 else reversed(list(configs))):
