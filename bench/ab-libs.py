@@ -17,7 +17,8 @@ connection and one thread, 0.1 s slices, pinned with --pin-stream) or stream8
 (8 connections, 2 threads, never pinned). Prints, per workload, the median of
 the paired ratios (configuration / no preload, batch k against batch k)
 with its interquartile range. A ratio of time: lower is better; of Gbit/s:
-higher is better.
+higher is better. --record FILE appends them, dated, to a markdown file
+(bench/AB-RESULTS.md keeps the long side-by-side runs behind RESULTS.md).
 """
 import argparse
 import os
@@ -54,6 +55,25 @@ def setup(spec, ns):
     return benchlib.preload_env(spec, "ab/g", ns, **extra), []
 
 
+def record(a, libs, table, loadsum):
+    """Append one dated block of results to a.record (markdown)."""
+    m = benchlib.machine()
+    idle, ld = loadsum
+    with open(a.record, "a") as f:
+        f.write("\n### %s, commit %s: %s\n\n" % (m["date"], m["commit"], a.workload))
+        f.write("- Machine: %s x %s, %s, kernel %s; during the run %.0f%% of the CPU time "
+                "idle, %s.\n" % (m["cpus"], m["cpu"], m["memory"], m["kernel"], idle, ld))
+        f.write("- Command: `bench/ab-libs.py %s`\n" % " ".join(sys.argv[1:]))
+        f.write("- Median paired ratio against no preload (batch k against batch k) with its "
+                "interquartile range, over %d runs x %d batches. Rows in time per pair: lower "
+                "is better (1.02 = 2%% slower, 0.980 of the throughput); rows in Gbit/s: "
+                "higher is better.\n\n" % (a.runs, a.batches))
+        f.write("| workload | %s |\n|---|%s\n" % (" | ".join(libs), "---|" * len(libs)))
+        for label, is_time, cells in table:
+            f.write("| %s (%s) | %s |\n" % (label, "time" if is_time else "Gbit/s",
+                                             " | ".join(cells)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=6)
@@ -64,6 +84,9 @@ def main():
                     help="CPU for the pinned workloads: auto, none or a number")
     ap.add_argument("--pin-stream", action="store_true",
                     help="run the stream workload (one thread) on --cpu too")
+    ap.add_argument("--record", metavar="FILE",
+                    help="also append the results, with date, commit, machine, load and "
+                    "this command, to FILE (markdown; e.g. bench/AB-RESULTS.md)")
     ap.add_argument("configs", nargs="+", metavar="NAME=PATH")
     a = ap.parse_args()
     libs = dict(c.split("=", 1) for c in a.configs if "=" in c)
@@ -76,6 +99,7 @@ def main():
     cpu = benchlib.pin_cpu(a.cpu) if pinned else None
     bench = os.path.join(a.build_dir, "sockmem-bench")
     cfgs = list(setups)
+    load, table = benchlib.CpuLoad(), []
     try:
         for label, args in WORKLOADS[a.workload]:
             ratios = {k: [] for k in libs}
@@ -87,12 +111,18 @@ def main():
                 base = res["none"]["samples"]
                 for c in libs:
                     ratios[c] += [x / y for x, y in zip(res[c]["samples"], base)]
+            load.sample()
+            cells = ["%.3f (IQR %.3f-%.3f)" % (statistics.median(v),
+                                               *statistics.quantiles(v, n=4)[::2])
+                     for v in ratios.values()]
+            table.append((label, args[0] == "percall", cells))
             print("%-14s %s" % (label, "  ".join(
-                "%s %.3f (IQR %.3f-%.3f)" % (c, statistics.median(v),
-                                             *statistics.quantiles(v, n=4)[::2])
-                for c, v in ratios.items())), flush=True)
+                "%s %s" % (c, cell) for c, cell in zip(libs, cells))), flush=True)
     except benchlib.LockstepError as e:
         raise SystemExit(str(e))
+    else:
+        if a.record:
+            record(a, libs, table, load.summary())
     finally:
         subprocess.run([os.path.join(a.build_dir, "sockmemctl"), "--namespace", ns, "rm",
                         "ab/g"], capture_output=True)
