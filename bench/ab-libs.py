@@ -70,8 +70,8 @@ def record(a, libs, table, loadsum):
                 "higher is better.\n\n" % (a.runs, a.batches))
         f.write("| workload | %s |\n|---|%s\n" % (" | ".join(libs), "---|" * len(libs)))
         for label, is_time, cells in table:
-            f.write("| %s (%s) | %s |\n" % (label, "time" if is_time else "Gbit/s",
-                                             " | ".join(cells)))
+            unit = "time" if is_time else "Gbit per CPU-s" if "CPU" in label else "Gbit/s"
+            f.write("| %s (%s) | %s |\n" % (label, unit, " | ".join(cells)))
 
 
 def main():

@@ -108,7 +108,8 @@ def markdown(a, wl, rows, recs, stats, loadsum, meta, plots, configs, label):
       "program, against no preload and against another interposer (trickle); what a "
       "limit holds; what the per-thread charge cache buys. Raw figures: "
       "[RESULTS.csv](RESULTS.csv) (every run and batch, with date, commit and machine "
-      "on each row).")
+      "on each row). Longer side-by-side runs of one workload at a time (`bench/ab-libs.py "
+      "--record`): [AB-RESULTS.md](AB-RESULTS.md).")
     w()
     w("## The run")
     w()
