@@ -28,8 +28,8 @@ static const char record_help[] =
 	"  -h, --help           this help\n"
 	"\n"
 	"Reads the segment without changing it. Exit status: 0; 1 for a missing\n"
-	"segment or group, an unwritable file, or a group removed while recording;\n"
-	"2 for a usage error.\n";
+	"segment or group, an unwritable file, or a group removed (or removed and\n"
+	"created again) while recording; 2 for a usage error.\n";
 
 static volatile sig_atomic_t stop;
 
@@ -125,10 +125,32 @@ static void sleep_until(uint64_t t0, uint64_t ns)
 		;
 }
 
+/*
+ * Sample the group looked up: the entry at `idx` as long as it keeps the
+ * generation it had then. A removed group's entry may be taken by another
+ * group, or by a new group of the same name whose counters start again:
+ * both end the recording like a plain removal.
+ */
+static int sample(const struct record *r, sockmem_seg_t *seg, uint32_t idx, uint32_t gen,
+		  struct sockmem_group_stat *st)
+{
+	struct sockmem_group *g = sockmem_group_at(seg, idx);
+
+	if (!g || sockmem_group_stat(seg, idx, st) < 0)
+		return -ENOENT;
+	/* After the copy: an entry reused while it was read is caught too. */
+	if (atomic_load_explicit(&g->generation, memory_order_acquire) != gen ||
+	    strcmp(st->path, r->group) != 0)
+		return -ENOENT;
+	return 0;
+}
+
 static int sample_loop(const struct record *r, sockmem_seg_t *seg, uint32_t idx, FILE *f,
 		       uint64_t *samples)
 {
 	uint64_t t0 = sockmem_now_ns(), iv = r->interval_ms * 1000000u;
+	struct sockmem_group *g = sockmem_group_at(seg, idx);
+	uint32_t gen = g ? atomic_load_explicit(&g->generation, memory_order_acquire) : 0;
 	struct sockmem_group_stat st;
 
 	for (uint64_t i = 0; !stop; i++) {
@@ -139,7 +161,7 @@ static int sample_loop(const struct record *r, sockmem_seg_t *seg, uint32_t idx,
 		t = (double)(sockmem_now_ns() - t0) / 1e9;
 		if (stop || (r->duration_s > 0 && t > r->duration_s + 0.0005))
 			break;
-		if (sockmem_group_stat(seg, idx, &st) < 0)
+		if (sample(r, seg, idx, gen, &st) < 0)
 			return ctl_fail(CTL_ERR, "group '%s' was removed; %llu samples are in %s",
 					r->group, (unsigned long long)*samples, r->out);
 		csv_row(f, t, &st);

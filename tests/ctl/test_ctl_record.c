@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "ctl_harness.h"
 
@@ -149,4 +150,51 @@ Test(record, bad_input)
 	cr_assert(h_one_line(r.err) && strstr(r.err, "cannot read /nonexistent.csv"), "%s", r.err);
 	h_free(&r);
 	cr_assert_eq(stat("/nonexistent.csv", &st), -1);
+}
+
+/* Rows of `path` after the header (0 if unreadable); `has` is set if a row
+ * contains `needle`. */
+static int csv_rows(const char *path, const char *needle, bool *has)
+{
+	char line[1024];
+	int rows = -1;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (rows >= 0 && needle && strstr(line, needle))
+			*has = true;
+		rows++;
+	}
+	fclose(f);
+	return rows > 0 ? rows : 0;
+}
+
+Test(record, group_slot_reused_by_another_group)
+{
+	const char *csv = h_fmt("%s/reuse.csv", h_tmpdir());
+	struct timespec ts = {0, 10 * 1000000L};
+	bool other = false;
+	struct h_out r;
+	pid_t pid;
+	int st;
+
+	cr_assert_eq(CTL(&r, "set", "a", "max=4M"), 0, "%s", r.err);
+	h_free(&r);
+	pid = h_start((const char *const[]){h_build("sockmemctl"), "--namespace", h_ns(), "record",
+					    "a", "--interval", "1000", "--out", csv, NULL},
+		      NULL);
+	for (int i = 0; i < 500 && csv_rows(csv, NULL, NULL) < 1; i++)
+		nanosleep(&ts, NULL);
+	cr_assert_eq(csv_rows(csv, NULL, NULL), 1, "no first sample");
+	/* Between two samples: 'a' goes and 'c' takes its table entry. */
+	cr_assert_eq(CTL(&r, "rm", "a"), 0, "%s", r.err);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "set", "c", "max=1M"), 0, "%s", r.err);
+	h_free(&r);
+	st = h_wait(pid, 3000);
+	csv_rows(csv, "1048576", &other);
+	cr_assert_not(other, "rows of group 'c' recorded as 'a'");
+	cr_assert_eq(st, 1, "record of a removed group: status %d", st);
 }
