@@ -149,6 +149,7 @@ static int sample_loop(const struct record *r, sockmem_seg_t *seg, uint32_t idx,
 		       uint64_t *samples)
 {
 	uint64_t t0 = sockmem_now_ns(), iv = r->interval_ms * 1000000u;
+	uint64_t end = r->duration_s > 0 ? (uint64_t)(r->duration_s * 1e9) : UINT64_MAX;
 	struct sockmem_group *g = sockmem_group_at(seg, idx);
 	uint32_t gen = g ? atomic_load_explicit(&g->generation, memory_order_acquire) : 0;
 	struct sockmem_group_stat st;
@@ -156,6 +157,12 @@ static int sample_loop(const struct record *r, sockmem_seg_t *seg, uint32_t idx,
 	for (uint64_t i = 0; !stop; i++) {
 		double t;
 
+		/* The next sample would come after the end: wait for the
+		 * end only, not for a whole interval. */
+		if (i && i * iv > end) {
+			sleep_until(t0, end);
+			break;
+		}
 		if (i)
 			sleep_until(t0, i * iv);
 		t = (double)(sockmem_now_ns() - t0) / 1e9;

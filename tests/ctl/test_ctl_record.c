@@ -198,3 +198,23 @@ Test(record, group_slot_reused_by_another_group)
 	cr_assert_not(other, "rows of group 'c' recorded as 'a'");
 	cr_assert_eq(st, 1, "record of a removed group: status %d", st);
 }
+
+Test(record, duration_shorter_than_the_interval)
+{
+	const char *csv = h_fmt("%s/short.csv", h_tmpdir());
+	struct timespec t0, t1;
+	struct h_out r;
+	double took;
+
+	cr_assert_eq(CTL(&r, "set", "s", "max=4M"), 0, "%s", r.err);
+	h_free(&r);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(
+		CTL(&r, "record", "s", "--interval", "4000", "--duration", "0.5", "--out", csv), 0,
+		"%s", r.err);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	h_free(&r);
+	took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_eq(csv_rows(csv, NULL, NULL), 1);
+	cr_assert(took >= 0.45 && took < 2.0, "--duration 0.5 took %.2f s (interval 4 s)", took);
+}
