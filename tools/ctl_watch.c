@@ -106,12 +106,20 @@ static const char *bar_color(const struct sockmem_group_stat *st)
 	return "\033[32m";
 }
 
+/* Events since the last refresh. A counter below its last value belongs to
+ * a group removed and created again under the same path: its counters
+ * started again from 0, so all of them are new. */
+static uint64_t since(uint64_t now, uint64_t before)
+{
+	return now >= before ? now - before : now;
+}
+
 static void tty_row(const struct watch *w, const struct sockmem_group_stat *st)
 {
 	const struct sockmem_group_stat *p = find_prev(w, st->path);
 	char name[SOCKMEM_PATH_MAX + 40], bar[128], b[3][32];
-	uint64_t thr = p ? st->ev_throttled - p->ev_throttled : 0;
-	uint64_t hits = p ? st->ev_max - p->ev_max : 0;
+	uint64_t thr = p ? since(st->ev_throttled, p->ev_throttled) : 0;
+	uint64_t hits = p ? since(st->ev_max, p->ev_max) : 0;
 	unsigned depth = st->depth < 16 ? st->depth : 16;
 	const char *leaf = strrchr(st->path, '/');
 	const char *color = bar_color(st);

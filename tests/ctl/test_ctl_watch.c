@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,4 +132,54 @@ Test(watch, live_view_in_a_terminal)
 	cr_assert(strstr(screen, "    5") && strstr(screen, " 8M "), "sizes:\n%s", screen);
 	cr_assert(strstr(screen, "PRESSURE"), "pressure not visible:\n%s", screen);
 	free(screen);
+}
+
+Test(watch, group_created_again_counts_from_zero)
+{
+	char sock[64], log[1024], line[4096];
+	const char *cmd = h_fmt("%s watch --interval 300 --count 8; echo WATCH-EXIT=$?; sleep 60",
+				h_build("sockmemctl"));
+	struct h_out r;
+	char *screen;
+	FILE *f;
+
+	/* Our own copies: every child started takes h_fmt's ring a step on. */
+	snprintf(sock, sizeof(sock), "ctl-%d", (int)getpid());
+	snprintf(log, sizeof(log), "%s/pane.log", h_tmpdir());
+	/* A max hit (a forced charge over max), given back when the helper exits. */
+	cr_assert_eq(CTL(&r, "set", "w", "max=64K"), 0, "%s", r.err);
+	h_free(&r);
+	cr_assert_eq(h_run(&r,
+			   (const char *const[]){h_build("tests/ctl-helper"), "hold", h_ns(), "w",
+						 "131072", "10", NULL},
+			   NULL),
+		     0, "%s", r.err);
+	h_free(&r);
+	tmux(&r, sock,
+	     (const char *const[]){"new-session", "-d", "-s", "s", "-x", "150", "-y", "30", cmd,
+				   NULL});
+	cr_assert_eq(r.status, 0, "tmux new-session: %s", r.err);
+	h_free(&r);
+	/* Everything watch writes to the terminal, not only the last screen. */
+	tmux(&r, sock,
+	     (const char *const[]){"pipe-pane", "-t", "s", h_fmt("cat >> %s", log), NULL});
+	cr_assert_eq(r.status, 0, "tmux pipe-pane: %s", r.err);
+	h_free(&r);
+	free(screen_with(sock, "w ", 10000));
+	/* Removed and created again between two refreshes: its counters
+	 * start again from 0, which is not a wrap-around of the old ones. */
+	cr_assert_eq(CTL(&r, "rm", "w"), 0, "%s", r.err);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "set", "w", "max=64K"), 0, "%s", r.err);
+	h_free(&r);
+	screen = screen_with(sock, "WATCH-EXIT=", 15000);
+	tmux(&r, sock, (const char *const[]){"kill-server", NULL});
+	h_free(&r);
+	cr_assert(strstr(screen, "WATCH-EXIT=0"), "%s", screen);
+	free(screen);
+	f = fopen(log, "r");
+	cr_assert(f, "no pane log");
+	while (fgets(line, sizeof(line), f))
+		cr_assert_null(strstr(line, "+1844"), "a counter reset shown as a delta: %s", line);
+	fclose(f);
 }
