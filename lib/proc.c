@@ -185,16 +185,25 @@ static void add_sat_atomic(_Atomic int64_t *p, int64_t v)
  * DEAD, and the next lock holder releases it again (what was already moved
  * is zero by then). The one window that loses bytes is between taking a
  * value and adding it to the record: two instructions.
+ *
+ * A drainer still alive after the bounded wait (stopped, or waiting out busy
+ * owners earlier in its chunk) keeps its `steal`: the exchanges below and
+ * its own are atomic, and the slot's next owner backs off until it lowers
+ * `steal` (init_slot). Lowering it here would let that owner's plain stores
+ * race with the drainer's exchange of the stock.
  */
 static void release_slot(sockmem_seg_t *seg, struct sockmem_slot *s, struct sockmem_proc *p)
 {
 	uint32_t me = (uint32_t)getpid(), zero;
+	bool stolen = false;
 	int64_t held;
 
 	for (int i = 0; i < 20000; i++) { /* a drainer holds steal ~2 ms at most */
 		zero = 0;
-		if (atomic_compare_exchange_strong(&s->steal, &zero, me))
+		if (atomic_compare_exchange_strong(&s->steal, &zero, me)) {
+			stolen = true;
 			break;
+		}
 		if (i % 64 == 63)
 			sm_slot_unsteal(s); /* its holder may have been killed */
 		sched_yield();
@@ -207,7 +216,8 @@ static void release_slot(sockmem_seg_t *seg, struct sockmem_slot *s, struct sock
 		sockmem_uncharge(seg, RLX(&s->group), held);
 	atomic_store_explicit(&s->proc, SOCKMEM_NONE, memory_order_relaxed);
 	atomic_store_explicit(&s->busy, 0, memory_order_relaxed);
-	atomic_store_explicit(&s->steal, 0, memory_order_release);
+	if (stolen)
+		atomic_store_explicit(&s->steal, 0, memory_order_release);
 	atomic_store_explicit(&s->state, SOCKMEM_FREE, memory_order_release);
 }
 

@@ -306,3 +306,45 @@ Test(drain_window, live_drainer_keeps_steal)
 	cr_expect_eq(fh_usage(seg, "w"), 0);
 	sockmem_close(seg);
 }
+
+/* A member dies while a drainer that is alive (here: stopped, as a drainer
+ * preempted or waiting out busy owners in its chunk can be) holds one of
+ * its slots. The reaper returns the slot's bytes (atomic exchanges, like the
+ * drainer's) but leaves `steal` to its holder: lowering it would let the
+ * slot's next owner update its stock with plain stores while the drainer's
+ * exchange of the same stock is still to come. */
+Test(drain_window, live_drainer_keeps_steal_through_reap)
+{
+	uint32_t g, proc, zero = 0;
+	sockmem_seg_t *seg = setup("dwreap", &g);
+	struct sockmem_slot *s, *held = NULL;
+	int64_t bytes;
+	pid_t pid;
+	int st;
+
+	proc = dead_member(seg, g);
+	for (uint32_t i = 0; (s = sockmem_slot_at(seg, i)) != NULL; i++)
+		if (atomic_load(&s->state) == SOCKMEM_LIVE && atomic_load(&s->proc) == proc)
+			held = s;
+	cr_assert_not_null(held);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		pause();
+		_exit(0);
+	}
+	cr_assert(atomic_compare_exchange_strong(&held->steal, &zero, (uint32_t)pid));
+	cr_expect_eq(sockmem_reap(seg, &bytes), 1);
+	cr_expect_eq(fh_usage(seg, "w"), 0, "usage %lld after the reap",
+		     (long long)fh_usage(seg, "w"));
+	cr_expect_eq(atomic_load(&held->steal), (uint32_t)pid,
+		     "the reaper lowered a live drainer's steal (now %u)",
+		     atomic_load(&held->steal));
+	kill(pid, SIGKILL);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	sockmem_reap(seg, &bytes);
+	cr_expect_eq(atomic_load(&held->steal), 0, "the dead drainer's steal stayed up");
+	cr_expect_eq(live_slots(seg), 0);
+	cr_expect_eq(fh_usage(seg, "w"), 0);
+	sockmem_close(seg);
+}
