@@ -148,6 +148,8 @@ int sockmem_cache_attach(sockmem_seg_t *seg, uint32_t proc, int64_t batch, struc
 	c->slot = NULL;
 	c->proc = proc;
 	c->batch = batch > 0 ? batch : SOCKMEM_DEFAULT_BATCH;
+	if (c->batch > SOCKMEM_BATCH_MAX) /* 2 x batch must not overflow */
+		c->batch = SOCKMEM_BATCH_MAX;
 	if (!p || ACQ(&p->state) != SOCKMEM_LIVE || p->group >= seg->ngroups) {
 		c->group = SOCKMEM_NONE;
 		return -EINVAL;

@@ -32,7 +32,7 @@ const struct sm_option sm_options[] = {
 	 "High watermark applied to the group when set"},
 	{"SOCKMEM_LOW", SM_OPT_SIZE, OPT(low), 0, "", 0, SOCKMEM_UNLIMITED, "bytes", NULL,
 	 "Low watermark applied to the group when set"},
-	{"SOCKMEM_BATCH", SM_OPT_SIZE, OPT(batch), 0, "64K", 0, 16 * MiB, "bytes", NULL,
+	{"SOCKMEM_BATCH", SM_OPT_SIZE, OPT(batch), 0, "64K", 0, SOCKMEM_BATCH_MAX, "bytes", NULL,
 	 "Per-thread charge cache batch; 0 disables caching"},
 	{"SOCKMEM_RECONCILE_MS", SM_OPT_INT, OPT(reconcile_ms), 0, "100", 1, 60000, "ms", NULL,
 	 "Helper tick: reconcile every socket against SO_MEMINFO"},

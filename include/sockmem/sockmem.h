@@ -199,6 +199,9 @@ int sockmem_reap(sockmem_seg_t *seg, int64_t *bytes_returned);
 /* ---- per-thread charge caches ---------------------------------------- */
 
 #define SOCKMEM_DEFAULT_BATCH (64 * 1024)
+/* The largest batch a cache takes (attach clamps to it): SOCKMEM_BATCH's
+ * own maximum, far from where 2 x batch, the stock's bound, could overflow. */
+#define SOCKMEM_BATCH_MAX (16 * 1024 * 1024)
 
 /* A thread's handle on its slot. Lives in the thread (TLS or stack). */
 struct sockmem_cache {
@@ -214,7 +217,9 @@ struct sockmem_cache {
 };
 
 /* Claim a slot for the calling thread. Without a free slot the cache still
- * works, uncached (slot == NULL), and this returns -ENOSPC. */
+ * works, uncached (slot == NULL), and this returns -ENOSPC. `batch`: bytes
+ * per refill; <= 0 is SOCKMEM_DEFAULT_BATCH, above SOCKMEM_BATCH_MAX is
+ * clamped to it. */
 int sockmem_cache_attach(sockmem_seg_t *seg, uint32_t proc, int64_t batch, struct sockmem_cache *c);
 /* Thread exit: return the stock to the counter, hand the slot's socket
  * charges over to the process record, free the slot. */

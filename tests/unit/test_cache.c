@@ -375,3 +375,29 @@ Test(cache, slow_paths_on_extreme_slot_values)
 	sockmem_proc_unregister(seg, p);
 	sockmem_close(seg);
 }
+
+/* A batch too large for the cache's arithmetic (2 x batch is its bound) is
+ * clamped at attach: before, INT64_MAX wrapped that bound negative and one
+ * uncharge left an unlimited stock (every later charge bypassed max). */
+Test(cache, huge_batch_is_clamped)
+{
+	sockmem_seg_t *seg = t_open("k-hugebatch");
+	uint32_t g = t_group(seg, "a"), p = reg(seg, g);
+	struct sockmem_group *gr = sockmem_group_at(seg, g);
+	struct sockmem_cache c;
+
+	t_limits(seg, g, 1 << 20, SOCKMEM_KEEP, SOCKMEM_KEEP);
+	cr_assert_eq(sockmem_cache_attach(seg, p, INT64_MAX, &c), 0);
+	cr_expect_eq(c.batch, SOCKMEM_BATCH_MAX);
+	cr_assert(sockmem_cache_charge(&c, 1000, false, NULL));
+	sockmem_cache_uncharge(&c, 1000);
+	cr_expect_leq(atomic_load(&c.slot->stock), 2 * SOCKMEM_BATCH_MAX, "stock %lld",
+		      (long long)atomic_load(&c.slot->stock));
+	cr_expect_eq(t_usage(seg, g), atomic_load(&c.slot->stock), "the stock is all charged");
+	cr_expect(!sockmem_cache_charge(&c, 2 << 20, false, NULL), "max still holds");
+	sockmem_cache_detach(&c);
+	cr_expect_eq(t_usage(seg, g), 0);
+	cr_expect_eq(atomic_load(&gr->underflows), 0);
+	sockmem_proc_unregister(seg, p);
+	sockmem_close(seg);
+}
