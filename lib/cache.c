@@ -356,7 +356,7 @@ static int64_t drain_chunk(sockmem_seg_t *seg, uint32_t group, uint32_t me, uint
 {
 	uint64_t mine[CHUNK / 64] = {0};
 	int64_t taken = 0;
-	bool any = false;
+	bool any = false, barrier;
 
 	for (uint32_t i = from; i < to; i++) {
 		struct sockmem_slot *s = &seg->slots[i];
@@ -374,13 +374,25 @@ static int64_t drain_chunk(sockmem_seg_t *seg, uint32_t group, uint32_t me, uint
 	}
 	if (!any)
 		return 0;
-	/* Every owner either sees `steal` or has its `busy` visible to us. */
-	if (mb_global_supported() && membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) < 0)
-		sm_log_once(SM_LOG_WARN, "membarrier(GLOBAL_EXPEDITED) failed: %m");
+	/* Every owner either sees `steal` or has its `busy` visible to us.
+	 * Without the barrier (a sandbox denying it), an owner on the
+	 * fence-free fast path could be inside an update we cannot see: give
+	 * the slots back untouched rather than race its plain stores. */
+	barrier = !mb_global_supported() || membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
+	if (!barrier)
+		sm_log_once(SM_LOG_WARN,
+			    "membarrier(GLOBAL_EXPEDITED) failed: %m; caches are not drained");
 	atomic_thread_fence(memory_order_seq_cst);
-	for (uint32_t i = from; i < to; i++)
-		if (mine[(i - from) / 64] & (UINT64_C(1) << ((i - from) % 64)))
-			taken = sm_add_sat(taken, take_stock(seg, &seg->slots[i]));
+	for (uint32_t i = from; i < to; i++) {
+		struct sockmem_slot *s = &seg->slots[i];
+
+		if (!(mine[(i - from) / 64] & (UINT64_C(1) << ((i - from) % 64))))
+			continue;
+		if (barrier)
+			taken = sm_add_sat(taken, take_stock(seg, s));
+		else
+			atomic_store_explicit(&s->steal, 0, memory_order_release);
+	}
 	return taken;
 }
 

@@ -1,8 +1,13 @@
 /* Per-thread charge caches: consume, refill, give back, detach, and the
  * remote drain of idle caches in other threads and other processes. */
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "cache.h"
@@ -398,6 +403,66 @@ Test(cache, huge_batch_is_clamped)
 	sockmem_cache_detach(&c);
 	cr_expect_eq(t_usage(seg, g), 0);
 	cr_expect_eq(atomic_load(&gr->underflows), 0);
+	sockmem_proc_unregister(seg, p);
+	sockmem_close(seg);
+}
+
+/* Make membarrier(2) fail with EPERM in this process (a seccomp filter, as
+ * a sandbox installs). False if the filter could not be installed. */
+static bool deny_membarrier(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_membarrier, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+/* A drainer whose membarrier(GLOBAL_EXPEDITED) fails cannot tell whether an
+ * owner's fence-free fast path is inside an update: it must give the slots
+ * back untouched. Before, it logged the failure and took the stock anyway,
+ * racing the owners' plain stores (the torn updates the stress test sees
+ * with the barrier removed). */
+Test(cache, drain_takes_nothing_without_its_barrier)
+{
+	sockmem_seg_t *seg = t_open("k-nobarrier");
+	uint32_t g = t_group(seg, "a"), p = reg(seg, g);
+	struct sockmem_cache c;
+	int fds[2], status;
+	int64_t taken = -1;
+	pid_t pid;
+
+	cr_assert_eq(sockmem_cache_attach(seg, p, 0, &c), 0);
+	if (c.fence)
+		cr_skip_test("no membarrier(GLOBAL_EXPEDITED) here: owners use fences");
+	cr_assert(sockmem_cache_charge(&c, 10, false, NULL));
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* Another member's drainer, its barrier denied. */
+		if (!deny_membarrier())
+			_exit(3);
+		taken = sockmem_drain_caches(seg, g);
+		_exit(write(fds[1], &taken, sizeof(taken)) == sizeof(taken) ? 0 : 2);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 3, "seccomp filter refused");
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	cr_assert_eq(read(fds[0], &taken, sizeof(taken)), (ssize_t)sizeof(taken));
+	cr_expect_eq(taken, 0, "the drainer took %lld bytes without its barrier", (long long)taken);
+	cr_expect_eq(atomic_load(&c.slot->stock), BATCH);
+	cr_expect_eq(atomic_load(&c.slot->steal), 0, "the slot was released");
+	cr_expect_eq(t_usage(seg, g), 10 + BATCH);
+	cr_expect_eq(sockmem_drain_caches(seg, g), BATCH, "a drainer with its barrier takes it");
+	sockmem_cache_uncharge(&c, 10);
+	sockmem_cache_detach(&c);
+	cr_expect_eq(t_usage(seg, g), 0);
 	sockmem_proc_unregister(seg, p);
 	sockmem_close(seg);
 }
