@@ -51,7 +51,9 @@ const struct sm_option sm_options[] = {
 	{"SOCKMEM_TRACE_RATE", SM_OPT_INT, OPT(trace_rate), 0, "100", 1, 100000, "per second", NULL,
 	 "Call-site captures per second per process (a burst of as many)"},
 	{"SOCKMEM_TRACE_LIB", SM_OPT_STRING, OPT(trace_lib), SM_TRACE_LIB_MAX, "", 0, 0, "path",
-	 NULL, "Unwinder dlopen'd (RTLD_LOCAL) on the first capture; unset: " SM_TRACE_LIB_DEFAULT},
+	 NULL,
+	 "Unwinder dlopen'd (RTLD_LOCAL) at load with SOCKMEM_TRACE=1; "
+	 "unset: " SM_TRACE_LIB_DEFAULT},
 	{"SOCKMEM_THROTTLE", SM_OPT_INT, OPT(throttle), 0, "0", 0, 1, "bool", NULL,
 	 "Throttle threads charging over high (the kernel's overage curve, up to 2 s)"},
 	{"SOCKMEM_GROUPS", SM_OPT_INT, OPT(groups), 0, "256", 1, 65536, "count", NULL,

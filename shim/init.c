@@ -5,7 +5,8 @@
  * with a bad value) it returns leaving sm_hot.active false: no segment touched,
  * no thread started, every interposer a pass-through. Otherwise it attaches
  * to the namespace's segment, finds or creates the group, applies the limits
- * given in the environment, registers the process and starts the helper.
+ * given in the environment, registers the process, loads the unwinder when
+ * SOCKMEM_TRACE=1 and starts the helper.
  *
  * Fork: the child keeps the parent's sockets but not their charges (the
  * parent still owns them, as the kernel keeps sk_memcg of the creator); it
@@ -24,6 +25,7 @@
 #include "limit.h"
 #include "real.h"
 #include "state.h"
+#include "trace.h"
 
 struct sm_config sm_cfg;
 sockmem_seg_t *sm_seg;
@@ -197,6 +199,7 @@ __attribute__((constructor)) static void sm_init(void)
 	sm_io_init();
 	sm_buf_sysctl_init();
 	sm_limit_refresh();
+	sm_trace_init();     /* here, not on a capture that may be in a signal handler */
 	sm_adopt_existing(); /* sockets an earlier constructor or exec left open */
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	/* Release: publishes everything above to threads that test it. */

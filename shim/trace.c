@@ -15,12 +15,14 @@
  * takes the loader's lock (so a signal handler that interrupted the loader
  * must not get here: documented in trace.h).
  *
- * Why libunwind is dlopen'd privately (RTLD_LOCAL), on the first capture:
+ * Why libunwind is dlopen'd privately (RTLD_LOCAL), by the constructor:
  * libunwind.so.8 also defines the _Unwind_* ABI that C++ exceptions use. Linked
  * into the shim (which is preloaded, so it comes first in the global symbol
  * scope) it would replace libgcc_s's unwinder for every C++ program, tracing
  * or not. Loaded RTLD_LOCAL, its symbols are reachable only through our
- * handle; and programs that never trace never load it at all.
+ * handle; and programs without SOCKMEM_TRACE=1 never load it at all. Not on
+ * the first capture: dlopen allocates, and a capture may run in a signal
+ * handler (send is async-signal-safe) that interrupted malloc.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -38,17 +40,13 @@ _Static_assert(SM_TRACE_MAX == SOCKMEM_TRACE_KIND_MAX &&
 		       SM_TRACE_THROTTLE == SOCKMEM_TRACE_KIND_THROTTLE,
 	       "trace.h's kinds are the ABI's");
 
-enum { U_UNLOADED, U_LOADING, U_READY, U_OFF };
-
 typedef int (*backtrace_fn)(void **, int);
 
-/* W: the one thread that wins U_UNLOADED -> U_LOADING, before it stores
- * U_READY (release). R: capturing threads after acquiring U_READY. */
-static _Atomic int ustate;
+/* W: sm_trace_init (the constructor), before sm_hot.active is published.
+ * R: capturing threads; NULL: tracing off or the unwinder missing. */
 static backtrace_fn unw_bt;
 static const struct link_map *self_map, *unw_map, *libc_map;
 static char exe_path[SOCKMEM_TRACE_OBJ_PATH];
-/* W: the loading thread, before U_READY (release). R: capturing threads. */
 static uint64_t emission_ns, tolerance_ns;
 
 /* GCRA state: when the bucket is full again. W/R: CAS by capturing threads. */
@@ -73,12 +71,16 @@ static void set_rate(int64_t r)
 	tolerance_ns = (uint64_t)(r - 1) * emission_ns;
 }
 
-static bool load_unwinder(void)
+void sm_trace_init(void)
 {
 	const char *lib = sm_cfg.trace_lib[0] ? sm_cfg.trace_lib : SM_TRACE_LIB_DEFAULT;
+	void *raw[RAW_DEPTH];
+	backtrace_fn bt;
 	void *h;
 	ssize_t n;
 
+	if (!sm_cfg.trace)
+		return;
 	set_rate(sm_cfg.trace_rate);
 	h = dlopen(lib, RTLD_LOCAL | RTLD_LAZY);
 	if (!h) {
@@ -87,38 +89,25 @@ static bool load_unwinder(void)
 		sm_log(SM_LOG_WARN,
 		       "SOCKMEM_TRACE: call-site tracing disabled: cannot load %s (%s)", lib,
 		       why ? why : "?");
-		return false;
+		return;
 	}
-	unw_bt = (backtrace_fn)dlsym(h, "unw_backtrace");
-	if (!unw_bt) {
+	bt = (backtrace_fn)dlsym(h, "unw_backtrace");
+	if (!bt) {
 		sm_log(SM_LOG_WARN,
 		       "SOCKMEM_TRACE: call-site tracing disabled: %s has no unw_backtrace", lib);
-		return false;
+		return;
 	}
 	self_map = map_of((const char *)(uintptr_t)sm_trace_hit + 1);
-	unw_map = map_of((const char *)(uintptr_t)unw_bt + 1);
+	unw_map = map_of((const char *)(uintptr_t)bt + 1);
 	libc_map = map_of((const char *)(uintptr_t)getpid + 1);
 	/* A path that fills the buffer may be cut: then the program's own
 	 * frames are stored as bare addresses rather than under a wrong name. */
 	n = readlink("/proc/self/exe", exe_path, sizeof(exe_path));
 	exe_path[n > 0 && n < (ssize_t)sizeof(exe_path) ? n : 0] = '\0';
-	return true;
-}
-
-/* The unwinder, loading it on the first call; NULL while another thread
- * loads it (that hit is not captured) or when loading failed. Never blocks,
- * so it is safe in a signal handler that interrupted the loading thread. */
-static backtrace_fn unwinder(void)
-{
-	int s = atomic_load_explicit(&ustate, memory_order_acquire), want = U_UNLOADED;
-
-	if (__builtin_expect(s == U_READY, 1))
-		return unw_bt;
-	if (s != U_UNLOADED || !atomic_compare_exchange_strong(&ustate, &want, U_LOADING))
-		return NULL;
-	s = load_unwinder() ? U_READY : U_OFF;
-	atomic_store_explicit(&ustate, s, memory_order_release);
-	return s == U_READY ? unw_bt : NULL;
+	/* One walk now: whatever the unwinder sets up on its first use (lazy
+	 * bindings, caches) is done here rather than in a capture. */
+	bt(raw, RAW_DEPTH);
+	unw_bt = bt;
 }
 
 /* Token bucket as GCRA: admit if the bucket's debt stays within the burst. */
@@ -216,8 +205,8 @@ static void trace_slow(int64_t bytes, uint32_t kind)
 
 	if (!sm_seg || sm_group == SOCKMEM_NONE)
 		return;
-	sm_nest++; /* dlopen, dladdr, the unwinder's reads: all pass through */
-	bt = unwinder();
+	sm_nest++; /* dladdr, the unwinder's reads: all pass through */
+	bt = unw_bt;
 	if (bt && rate_ok())
 		capture(bt, bytes, kind);
 	sm_nest--;

@@ -217,8 +217,38 @@ Test(traces, captures_do_not_allocate)
 		      (unsigned long long)many, m2, m1);
 }
 
-/* Four threads race on the process's one token bucket and on the lazy
- * load of the unwinder (threads that find it loading skip their hit). */
+/* The process's first capture happens in a signal handler (send is
+ * async-signal-safe, so a program may call it there): it must allocate
+ * nothing, or a handler that interrupted malloc deadlocks on its lock. */
+Test(traces, first_capture_in_a_signal_handler_does_not_allocate)
+{
+	const char *const more[] = {"SOCKMEM_TRACE=1", NULL};
+	const char *helper = h_fmt("%s/trace-helper", getenv("SOCKMEM_HELPER_DIR"));
+	unsigned long n = ~0ul;
+	struct h_out r;
+	const char *p;
+	int nrec;
+
+	if (getenv("SOCKMEM_ASAN_LIB") && *getenv("SOCKMEM_ASAN_LIB"))
+		cr_skip_test("the ASan runtime owns malloc; checked in the default build");
+	make_group("64K");
+	helper_env(more);
+	env_buf[0] = h_fmt("LD_PRELOAD=%s/trace-malloc-count.so:%s", getenv("SOCKMEM_HELPER_DIR"),
+			   h_build("libsockmem.so"));
+	h_run(&r, (const char *const[]){helper, "signal", "1000", "3000", NULL}, NULL);
+	h_env(NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	p = strstr(r.err, "handler mallocs ");
+	cr_assert(p && sscanf(p, "handler mallocs %lu", &n) == 1, "%s", r.err);
+	h_free(&r);
+	cr_expect_eq(n, 0, "the handler's sends (first capture included) made %lu mallocs", n);
+	cr_expect_geq(recorded(&nrec), 1, "the handler's hits were captured");
+	cr_assert_eq(CTL(&r, "traces", "g"), 0, "%s", r.err);
+	cr_expect(strstr(r.out, "sm_test_blast_sender+0x"), "%s", r.out);
+	h_free(&r);
+}
+
+/* Four threads race on the process's one token bucket. */
 Test(traces, threads_share_one_rate_limit)
 {
 	const char *const more[] = {"SOCKMEM_TRACE=1", "SOCKMEM_TRACE_RATE=5", NULL};

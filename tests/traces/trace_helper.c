@@ -7,6 +7,10 @@
  *   trace_helper threads CHUNK COUNT NTHREADS   (each thread its own connection)
  *   trace_helper fork CHUNK COUNT   (blast, then a fork child blasts again
  *                                    from sm_test_child_sender)
+ *   trace_helper signal CHUNK COUNT (blast from a signal handler, so the
+ *                                    process's first capture is made there;
+ *                                    with tests/traces' malloc counter
+ *                                    preloaded, prints "handler mallocs N")
  *
  * Connects to a listener of its own on 127.0.0.1 and, reading almost nothing
  * the accepted end but for 4 KiB after each refused send, makes COUNT sends
@@ -16,9 +20,11 @@
  * Prints "sent N" and exits 0; 1 on a setup error.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,14 +143,50 @@ static int fork_child(struct job *j)
 	return 0;
 }
 
+/* A signal handler sends (send is async-signal-safe): everything its first
+ * capture does must be too. A handler that interrupted malloc and then
+ * allocated would deadlock on the allocator's lock, so it must allocate
+ * nothing (counted by the preloaded malloc counter). */
+static struct job sig_job;
+static int sig_c, sig_s;
+static unsigned long (*mallocs)(void);
+static unsigned long sig_mallocs;
+
+static void on_signal(int sig)
+{
+	unsigned long before = mallocs();
+
+	(void)sig;
+	sig_job.sent = sm_test_blast_sender(sig_c, sig_s, (size_t)sig_job.n, sig_job.count);
+	sig_mallocs = mallocs() - before;
+}
+
+static int in_signal_handler(struct job *j)
+{
+	mallocs = (unsigned long (*)(void))dlsym(RTLD_DEFAULT, "sm_test_mallocs");
+	if (!mallocs || pair(&sig_c, &sig_s) < 0) {
+		fprintf(stderr, "trace_helper: no malloc counter preloaded, or no pair\n");
+		return 1;
+	}
+	sig_job = *j;
+	signal(SIGUSR1, on_signal);
+	raise(SIGUSR1);
+	if (sig_job.sent < 0)
+		return 1;
+	printf("sent %ld\n", sig_job.sent);
+	fprintf(stderr, "handler mallocs %lu\n", sig_mallocs);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct job j = {0};
 	int nthreads = argc == 5 ? atoi(argv[4]) : 0;
 
 	if (argc < 4 || argc > 5 ||
-	    (strcmp(argv[1], "blast") && strcmp(argv[1], "threads") && strcmp(argv[1], "fork"))) {
-		fprintf(stderr, "usage: trace_helper blast|fork CHUNK COUNT\n"
+	    (strcmp(argv[1], "blast") && strcmp(argv[1], "threads") && strcmp(argv[1], "fork") &&
+	     strcmp(argv[1], "signal"))) {
+		fprintf(stderr, "usage: trace_helper blast|fork|signal CHUNK COUNT\n"
 				"       trace_helper threads CHUNK COUNT NTHREADS\n");
 		return 1;
 	}
@@ -159,6 +201,8 @@ int main(int argc, char **argv)
 		return threads(&j, nthreads);
 	if (!strcmp(argv[1], "fork"))
 		return fork_child(&j);
+	if (!strcmp(argv[1], "signal"))
+		return in_signal_handler(&j);
 	run_job(&j);
 	printf("sent %ld\n", j.sent);
 	return j.sent < 0;
