@@ -60,9 +60,10 @@ bool sm_proc_ensure(void)
 	return atomic_load(&sm_proc) != SOCKMEM_NONE;
 }
 
-/* A record with our pid other than ours belongs to the image we replaced
- * by exec (same pid, same start time: the reaper cannot tell it is dead).
- * Its threads are all gone: return its charges now. */
+/* A record with our pid other than ours (self; SOCKMEM_NONE when we could
+ * not register) belongs to the image we replaced by exec (same pid, same
+ * start time: the reaper cannot tell it is dead while we live). Its threads
+ * are all gone: return its charges now. */
 static void reap_previous_image(uint32_t self)
 {
 	struct sockmem_proc *p;
@@ -75,21 +76,12 @@ static void reap_previous_image(uint32_t self)
 	}
 }
 
-static int attach(char *err, size_t errlen)
+/* Group, limits, process record. */
+static int join(char *err, size_t errlen)
 {
-	struct sockmem_open_opts o = {
-		.ns = sm_cfg.ns[0] ? sm_cfg.ns : NULL,
-		.create = true,
-		.groups = (uint32_t)sm_cfg.groups,
-		.procs = (uint32_t)sm_cfg.procs,
-		.slots = (uint32_t)sm_cfg.slots,
-	};
 	uint32_t proc;
 	int rc;
 
-	rc = sockmem_open(&o, &sm_seg, err, errlen);
-	if (rc != 0)
-		return rc;
 	rc = sockmem_group_create(sm_seg, sm_cfg.group, &sm_group);
 	if (rc != 0)
 		return sm_fail(err, errlen, rc, "cannot create group '%s': %s", sm_cfg.group,
@@ -108,8 +100,28 @@ static int attach(char *err, size_t errlen)
 	if (rc != 0)
 		return sm_fail(err, errlen, rc, "cannot register process: %s", strerror(-rc));
 	atomic_store(&sm_proc, proc);
-	reap_previous_image(proc);
 	return 0;
+}
+
+static int attach(char *err, size_t errlen)
+{
+	struct sockmem_open_opts o = {
+		.ns = sm_cfg.ns[0] ? sm_cfg.ns : NULL,
+		.create = true,
+		.groups = (uint32_t)sm_cfg.groups,
+		.procs = (uint32_t)sm_cfg.procs,
+		.slots = (uint32_t)sm_cfg.slots,
+	};
+	int rc;
+
+	rc = sockmem_open(&o, &sm_seg, err, errlen);
+	if (rc != 0)
+		return rc;
+	rc = join(err, errlen);
+	/* Also when we run unaccounted (limits refused, table full): nobody
+	 * else would return the old image's charges before we exit. */
+	reap_previous_image(atomic_load(&sm_proc));
+	return rc;
 }
 
 static void reset_pending(int fd, struct sm_sock *st, void *arg)

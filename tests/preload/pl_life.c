@@ -20,6 +20,8 @@
  *                                                its copies, the child's use is charged
  *   pl-life self_exec                            exec without fork: the old image's
  *                                                record is returned
+ *   pl-life self_exec_refused                    the same, into an image whose limits
+ *                                                the shim refuses (it runs unaccounted)
  *   pl-life fork_exit <us>                       a thread forks in a loop while main
  *                                                returns after <us> microseconds
  *   pl-life cancel                               a thread cancelled in close(): the
@@ -502,6 +504,29 @@ static int do_self_exec(const char *self)
 	return 2;
 }
 
+/* As do_self_exec, but the new image's SOCKMEM_LOW is above its
+ * SOCKMEM_HIGH: its shim refuses them and runs unaccounted. The old image's
+ * record must be returned all the same (nobody else can: it looks alive). */
+static int do_self_exec_refused(const char *self)
+{
+	int a, b;
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	phase("sent", N);
+	if (setenv("SOCKMEM_HIGH", "1M", 1) || setenv("SOCKMEM_LOW", "2M", 1))
+		die("setenv");
+	execl(self, self, "exec_unaccounted", (char *)NULL);
+	die("execl");
+	return 2;
+}
+
+static int do_exec_unaccounted(void)
+{
+	phase("unaccounted", 0);
+	return 0;
+}
+
 static int do_exec_child(void)
 {
 	int a, b;
@@ -716,6 +741,10 @@ int main(int argc, char **argv)
 		return do_fork_exit(atol(argv[2]));
 	if (!strcmp(m, "exec_child"))
 		return do_exec_child();
+	if (!strcmp(m, "self_exec_refused"))
+		return do_self_exec_refused(argv[0]);
+	if (!strcmp(m, "exec_unaccounted"))
+		return do_exec_unaccounted();
 	fprintf(stderr, "unknown mode '%s'\n", m);
 	return 2;
 }

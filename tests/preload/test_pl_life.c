@@ -191,6 +191,16 @@ Test(life, self_exec_returns_old_image_charges)
 	run("self_exec", s, no_tick);
 }
 
+/* exec without fork into an image whose shim refuses its limits (low above
+ * high) and runs unaccounted: the old image's record is still returned, at
+ * the new image's load (its pid and start time look alive to any reaper). */
+Test(life, self_exec_into_refused_limits_returns_old_image_charges)
+{
+	static const struct step s[] = {
+		{"sent", N, 2, 1, ANY}, {"unaccounted", 0, 0, 0, 0}, {NULL, 0, 0, 0, 0}};
+	run("self_exec_refused", s, no_tick);
+}
+
 /* A thread cancelled in close() before the system call: the socket stays
  * open, charged, and is released by the later close. */
 Test(life, cancel_in_close_keeps_the_socket)
