@@ -5,7 +5,8 @@
  *   1. the per-process rate limit (GCRA: one atomic "theoretical arrival
  *      time", equivalent to a token bucket of `rate` tokens refilled at
  *      `rate` per second) lets at most rate + rate x seconds captures through;
- *   2. libunwind's unw_backtrace walks the stack into an array on our stack;
+ *   2. libunwind's cursor (unw_init_local, unw_step) walks the stack into an
+ *      array on our stack;
  *   3. frames inside this library and libunwind are dropped; each remaining
  *      frame becomes (object, address in the object's ELF space) with
  *      dladdr1(RTLD_DL_LINKMAP): pc - l_addr, and the object's l_name;
@@ -22,7 +23,10 @@
  * or not. Loaded RTLD_LOCAL, its symbols are reachable only through our
  * handle; and programs without SOCKMEM_TRACE=1 never load it at all. Not on
  * the first capture: dlopen allocates, and a capture may run in a signal
- * handler (send is async-signal-safe) that interrupted malloc.
+ * handler (send is async-signal-safe) that interrupted malloc. For the same
+ * reason not unw_backtrace: it keeps a per-thread cache in libunwind's TLS,
+ * which for a dlopen'd library glibc allocates (malloc) on a thread's first
+ * use; the cursor functions keep no per-thread state.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -34,6 +38,14 @@
 #include "state.h"
 #include "trace.h"
 
+/* libunwind's header for its types, register names and this architecture's
+ * symbol names only: nothing is linked, the functions come from dlsym. */
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#define SYM_(x) #x
+#define SYM(x)	SYM_(x) /* the symbol a libunwind macro names */
+
 #define RAW_DEPTH 48 /* frames asked of libunwind (ours included) */
 
 _Static_assert(SM_TRACE_MAX == SOCKMEM_TRACE_KIND_MAX &&
@@ -43,7 +55,13 @@ _Static_assert(SM_TRACE_MAX == SOCKMEM_TRACE_KIND_MAX &&
 typedef int (*backtrace_fn)(void **, int);
 
 /* W: sm_trace_init (the constructor), before sm_hot.active is published.
- * R: capturing threads; NULL: tracing off or the unwinder missing. */
+ * R: capturing threads; unw_bt NULL: tracing off or the unwinder missing. */
+static struct {
+	int (*getcontext)(unw_context_t *);
+	int (*init_local)(unw_cursor_t *, unw_context_t *);
+	int (*step)(unw_cursor_t *);
+	int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+} unw;
 static backtrace_fn unw_bt;
 static const struct link_map *self_map, *unw_map, *libc_map;
 static char exe_path[SOCKMEM_TRACE_OBJ_PATH];
@@ -71,11 +89,38 @@ static void set_rate(int64_t r)
 	tolerance_ns = (uint64_t)(r - 1) * emission_ns;
 }
 
+/* The return addresses on the stack, this function's first. */
+__attribute__((noinline)) static int walk(void **pcs, int max)
+{
+	unw_context_t uc;
+	unw_cursor_t c;
+	unw_word_t ip;
+	int n = 0;
+
+	if (unw.getcontext(&uc) != 0 || unw.init_local(&c, &uc) != 0)
+		return 0;
+	do {
+		if (unw.get_reg(&c, UNW_REG_IP, &ip) != 0 || ip == 0)
+			break;
+		pcs[n++] = (void *)(uintptr_t)ip;
+	} while (n < max && unw.step(&c) > 0);
+	return n;
+}
+
+static void *need(void *h, const char *lib, const char *sym)
+{
+	void *f = dlsym(h, sym);
+
+	if (!f)
+		sm_log(SM_LOG_WARN, "SOCKMEM_TRACE: call-site tracing disabled: %s has no %s", lib,
+		       sym);
+	return f;
+}
+
 void sm_trace_init(void)
 {
 	const char *lib = sm_cfg.trace_lib[0] ? sm_cfg.trace_lib : SM_TRACE_LIB_DEFAULT;
 	void *raw[RAW_DEPTH];
-	backtrace_fn bt;
 	void *h;
 	ssize_t n;
 
@@ -91,14 +136,13 @@ void sm_trace_init(void)
 		       why ? why : "?");
 		return;
 	}
-	bt = (backtrace_fn)dlsym(h, "unw_backtrace");
-	if (!bt) {
-		sm_log(SM_LOG_WARN,
-		       "SOCKMEM_TRACE: call-site tracing disabled: %s has no unw_backtrace", lib);
+	if (!(unw.getcontext = need(h, lib, SYM(unw_tdep_getcontext))) ||
+	    !(unw.init_local = need(h, lib, SYM(unw_init_local))) ||
+	    !(unw.step = need(h, lib, SYM(unw_step))) ||
+	    !(unw.get_reg = need(h, lib, SYM(unw_get_reg))))
 		return;
-	}
 	self_map = map_of((const char *)(uintptr_t)sm_trace_hit + 1);
-	unw_map = map_of((const char *)(uintptr_t)bt + 1);
+	unw_map = map_of((const char *)(uintptr_t)unw.step + 1);
 	libc_map = map_of((const char *)(uintptr_t)getpid + 1);
 	/* A path that fills the buffer may be cut: then the program's own
 	 * frames are stored as bare addresses rather than under a wrong name. */
@@ -106,8 +150,8 @@ void sm_trace_init(void)
 	exe_path[n > 0 && n < (ssize_t)sizeof(exe_path) ? n : 0] = '\0';
 	/* One walk now: whatever the unwinder sets up on its first use (lazy
 	 * bindings, caches) is done here rather than in a capture. */
-	bt(raw, RAW_DEPTH);
-	unw_bt = bt;
+	walk(raw, RAW_DEPTH);
+	unw_bt = walk;
 }
 
 /* Token bucket as GCRA: admit if the bucket's debt stays within the burst. */

@@ -217,10 +217,9 @@ Test(traces, captures_do_not_allocate)
 		      (unsigned long long)many, m2, m1);
 }
 
-/* The process's first capture happens in a signal handler (send is
- * async-signal-safe, so a program may call it there): it must allocate
- * nothing, or a handler that interrupted malloc deadlocks on its lock. */
-Test(traces, first_capture_in_a_signal_handler_does_not_allocate)
+/* trace-helper MODE (signal, thread_signal) with the malloc counter: what
+ * the signal handler's sends allocated. */
+static unsigned long handler_mallocs(const char *mode)
 {
 	const char *const more[] = {"SOCKMEM_TRACE=1", NULL};
 	const char *helper = h_fmt("%s/trace-helper", getenv("SOCKMEM_HELPER_DIR"));
@@ -235,17 +234,37 @@ Test(traces, first_capture_in_a_signal_handler_does_not_allocate)
 	helper_env(more);
 	env_buf[0] = h_fmt("LD_PRELOAD=%s/trace-malloc-count.so:%s", getenv("SOCKMEM_HELPER_DIR"),
 			   h_build("libsockmem.so"));
-	h_run(&r, (const char *const[]){helper, "signal", "1000", "3000", NULL}, NULL);
+	h_run(&r, (const char *const[]){helper, mode, "1000", "3000", NULL}, NULL);
 	h_env(NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	p = strstr(r.err, "handler mallocs ");
 	cr_assert(p && sscanf(p, "handler mallocs %lu", &n) == 1, "%s", r.err);
 	h_free(&r);
-	cr_expect_eq(n, 0, "the handler's sends (first capture included) made %lu mallocs", n);
 	cr_expect_geq(recorded(&nrec), 1, "the handler's hits were captured");
 	cr_assert_eq(CTL(&r, "traces", "g"), 0, "%s", r.err);
 	cr_expect(strstr(r.out, "sm_test_blast_sender+0x"), "%s", r.out);
 	h_free(&r);
+	return n;
+}
+
+/* The process's first capture happens in a signal handler (send is
+ * async-signal-safe, so a program may call it there): it must allocate
+ * nothing, or a handler that interrupted malloc deadlocks on its lock. */
+Test(traces, first_capture_in_a_signal_handler_does_not_allocate)
+{
+	unsigned long n = handler_mallocs("signal");
+
+	cr_expect_eq(n, 0, "the handler's sends (first capture included) made %lu mallocs", n);
+}
+
+/* The same for a thread started after load: the unwinder's per-thread state
+ * (dynamic TLS of a dlopen'd library: malloc'd on first use) must not be
+ * set up by its first capture. */
+Test(traces, first_capture_of_a_thread_in_a_signal_handler_does_not_allocate)
+{
+	unsigned long n = handler_mallocs("thread_signal");
+
+	cr_expect_eq(n, 0, "the thread's handler (its first capture) made %lu mallocs", n);
 }
 
 /* Four threads race on the process's one token bucket. */

@@ -11,6 +11,8 @@
  *                                    process's first capture is made there;
  *                                    with tests/traces' malloc counter
  *                                    preloaded, prints "handler mallocs N")
+ *   trace_helper thread_signal CHUNK COUNT  (the same in a new thread: its
+ *                                    own first capture, in the handler)
  *
  * Connects to a listener of its own on 127.0.0.1 and, reading almost nothing
  * the accepted end but for 4 KiB after each refused send, makes COUNT sends
@@ -25,6 +27,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,8 +164,17 @@ static void on_signal(int sig)
 	sig_mallocs = mallocs() - before;
 }
 
-static int in_signal_handler(struct job *j)
+static void *raise_in_thread(void *arg)
 {
+	(void)arg;
+	pthread_kill(pthread_self(), SIGUSR1);
+	return NULL;
+}
+
+static int in_signal_handler(struct job *j, bool new_thread)
+{
+	pthread_t t;
+
 	mallocs = (unsigned long (*)(void))dlsym(RTLD_DEFAULT, "sm_test_mallocs");
 	if (!mallocs || pair(&sig_c, &sig_s) < 0) {
 		fprintf(stderr, "trace_helper: no malloc counter preloaded, or no pair\n");
@@ -170,7 +182,10 @@ static int in_signal_handler(struct job *j)
 	}
 	sig_job = *j;
 	signal(SIGUSR1, on_signal);
-	raise(SIGUSR1);
+	if (!new_thread)
+		raise(SIGUSR1);
+	else if (pthread_create(&t, NULL, raise_in_thread, NULL) || pthread_join(t, NULL))
+		return 1;
 	if (sig_job.sent < 0)
 		return 1;
 	printf("sent %ld\n", sig_job.sent);
@@ -185,8 +200,8 @@ int main(int argc, char **argv)
 
 	if (argc < 4 || argc > 5 ||
 	    (strcmp(argv[1], "blast") && strcmp(argv[1], "threads") && strcmp(argv[1], "fork") &&
-	     strcmp(argv[1], "signal"))) {
-		fprintf(stderr, "usage: trace_helper blast|fork|signal CHUNK COUNT\n"
+	     strcmp(argv[1], "signal") && strcmp(argv[1], "thread_signal"))) {
+		fprintf(stderr, "usage: trace_helper blast|fork|signal|thread_signal CHUNK COUNT\n"
 				"       trace_helper threads CHUNK COUNT NTHREADS\n");
 		return 1;
 	}
@@ -201,8 +216,8 @@ int main(int argc, char **argv)
 		return threads(&j, nthreads);
 	if (!strcmp(argv[1], "fork"))
 		return fork_child(&j);
-	if (!strcmp(argv[1], "signal"))
-		return in_signal_handler(&j);
+	if (!strcmp(argv[1], "signal") || !strcmp(argv[1], "thread_signal"))
+		return in_signal_handler(&j, argv[1][0] == 't');
 	run_job(&j);
 	printf("sent %ld\n", j.sent);
 	return j.sent < 0;
