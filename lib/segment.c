@@ -313,7 +313,22 @@ static int create_seg(const char *name, const char *ns, const struct sockmem_ope
 		return sm_fail(err, errlen, -errno, "segment %s: cannot create %s: %s", name, tmp,
 			       strerror(errno));
 	/* The umask may have cleared bits; set exactly 0600 on purpose. */
-	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)l.total) < 0) {
+	if (fchmod(fd, 0600) < 0) {
+		rc = sm_fail(err, errlen, -errno, "segment %s: cannot chmod %s: %s", name, tmp,
+			     strerror(errno));
+		goto out_unlink;
+	}
+	/* Allocate every page now, not sparse: on a full tmpfs a member's
+	 * first write to a page it cannot back would be SIGBUS. Where the call
+	 * itself is refused (a seccomp sandbox, EINTR), sparse as before. */
+	rc = posix_fallocate(fd, 0, (off_t)l.total);
+	if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
+		rc = sm_fail(err, errlen, -rc,
+			     "segment %s: cannot allocate %llu bytes in " SHM_DIR ": %s", name,
+			     (unsigned long long)l.total, strerror(rc));
+		goto out_unlink;
+	}
+	if (rc != 0 && ftruncate(fd, (off_t)l.total) < 0) {
 		rc = sm_fail(err, errlen, -errno, "segment %s: cannot size %s: %s", name, tmp,
 			     strerror(errno));
 		goto out_unlink;

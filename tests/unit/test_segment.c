@@ -4,11 +4,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "core.h"
@@ -825,4 +831,129 @@ Test(segment, create_or_attach_race)
 	cr_expect_eq(creators, 1, "exactly one creator; log:\n%s", logbuf);
 	sockmem_close(seg);
 	cr_expect_eq(sockmem_unlink(t_ns), 0);
+}
+
+/* A private mount namespace (a user namespace too when not root) with a
+ * tmpfs of `bytes` on /dev/shm: shm_open then lands there, and nothing of
+ * the machine's /dev/shm is touched. Child process only. -1: not possible
+ * here. */
+static int small_dev_shm(size_t bytes)
+{
+	char opt[32], map[64];
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
+	int fd;
+
+	if (unshare(CLONE_NEWNS) < 0) {
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+			return -1;
+		fd = open("/proc/self/setgroups", O_WRONLY);
+		if (fd >= 0) {
+			(void)!write(fd, "deny", 4);
+			close(fd);
+		}
+		snprintf(map, sizeof(map), "%u %u 1", (unsigned)uid, (unsigned)uid);
+		fd = open("/proc/self/uid_map", O_WRONLY);
+		if (fd < 0 || write(fd, map, strlen(map)) < 0)
+			return -1;
+		close(fd);
+		snprintf(map, sizeof(map), "%u %u 1", (unsigned)gid, (unsigned)gid);
+		fd = open("/proc/self/gid_map", O_WRONLY);
+		if (fd < 0 || write(fd, map, strlen(map)) < 0)
+			return -1;
+		close(fd);
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return -1;
+	snprintf(opt, sizeof(opt), "size=%zu,mode=1777", bytes);
+	return mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, opt);
+}
+
+/*
+ * /dev/shm nearly full (a container's 64 MB, or a host's shared by everyone):
+ * a sparse segment is created fine, and the first write to a page tmpfs
+ * cannot back kills the program with SIGBUS. Creation must reserve the
+ * whole segment, or fail with a message.
+ */
+Test(segment, dev_shm_full_refused_at_creation, .timeout = 20)
+{
+	struct sockmem_open_opts o = {.create = true};
+	char err[SOCKMEM_ERRLEN] = "";
+	sockmem_seg_t *seg = NULL;
+	uint32_t g, p;
+	int status, rc;
+	pid_t pid;
+
+	snprintf(t_ns, sizeof(t_ns), "t-s-shmfull-%d", (int)getpid());
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (small_dev_shm(64 * 1024) < 0)
+			_exit(77);
+		o.ns = t_ns;
+		rc = sockmem_open(&o, &seg, err, sizeof(err));
+		if (rc == 0) {
+			/* What a new member does first: its group, its record. */
+			if (sockmem_group_create(seg, "a", &g) == 0 &&
+			    sockmem_proc_register(seg, g, &p) == 0)
+				sockmem_proc_unregister(seg, p);
+			_exit(1);
+		}
+		if (rc != -ENOSPC || !strstr(err, t_ns) || !strstr(err, "/dev/shm")) {
+			fprintf(stderr, "rc %d, message \"%s\"\n", rc, err);
+			_exit(2);
+		}
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		cr_skip_test("no private mount namespace here (unshare)");
+	cr_expect(!WIFSIGNALED(status), "the member was killed by signal %d (%s)",
+		  WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+		  WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "");
+	cr_expect(!WIFEXITED(status) || WEXITSTATUS(status) == 0,
+		  "exit %d: 1 = a segment larger than the tmpfs was accepted, 2 = refused "
+		  "without -ENOSPC and a message naming the segment and /dev/shm",
+		  WEXITSTATUS(status));
+}
+
+/* A sandbox that refuses fallocate(2) itself (seccomp, EPERM) still gets a
+ * segment: sparse, as before allocation was asked for. */
+Test(segment, creation_without_fallocate_falls_back, .timeout = 20)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_fallocate, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	struct sockmem_open_opts o = {.create = true};
+	char err[SOCKMEM_ERRLEN] = "";
+	sockmem_seg_t *seg = NULL;
+	int status, rc;
+	pid_t pid;
+
+	snprintf(t_ns, sizeof(t_ns), "t-s-nofalloc-%d", (int)getpid());
+	sockmem_unlink(t_ns);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+			_exit(77);
+		o.ns = t_ns;
+		rc = sockmem_open(&o, &seg, err, sizeof(err));
+		if (rc != 0) {
+			fprintf(stderr, "rc %d, message \"%s\"\n", rc, err);
+			_exit(1);
+		}
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		cr_skip_test("no seccomp here");
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	seg = t_open_attach();
+	sockmem_close(seg);
 }
