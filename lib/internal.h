@@ -78,6 +78,13 @@ static inline int64_t sm_add_sat(int64_t a, int64_t b)
 	return r;
 }
 
+/* sockmem_proc_register, if the live group at index `group` still has
+ * `path` (NULL: any): -ESTALE if the group the caller looked up was removed
+ * and its entry now holds another. An index can be kept for as long as the
+ * process may register with it later (a fork child registers with its first
+ * socket, by its parent's index). */
+int sm_proc_register_as(sockmem_seg_t *seg, uint32_t group, const char *path, uint32_t *proc);
+
 /* snprintf into err (if not NULL) and return rc: for 0/-errno + message APIs. */
 int sm_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -134,8 +134,10 @@ static uint64_t self_start_time(void)
 	return st;
 }
 
-/* Concurrency: table lock. */
-int sockmem_proc_register(sockmem_seg_t *seg, uint32_t group, uint32_t *proc)
+/* Concurrency: table lock. The path is compared under the lock, which
+ * every removal and creation takes: once registered, the group cannot be
+ * removed (processes > 0), so the caller's index names its group for good. */
+int sm_proc_register_as(sockmem_seg_t *seg, uint32_t group, const char *path, uint32_t *proc)
 {
 	struct sockmem_group *g;
 	int rc = sm_table_lock(seg);
@@ -144,6 +146,10 @@ int sockmem_proc_register(sockmem_seg_t *seg, uint32_t group, uint32_t *proc)
 		return rc;
 	g = sm_group_live(seg, group);
 	rc = g ? -ENOSPC : -ENOENT;
+	if (g && path && strncmp(g->path, path, sizeof(g->path)) != 0) {
+		g = NULL;
+		rc = -ESTALE;
+	}
 	for (uint32_t i = 0; g && i < seg->nprocs; i++) {
 		struct sockmem_proc *p = &seg->procs[i];
 
@@ -165,6 +171,12 @@ int sockmem_proc_register(sockmem_seg_t *seg, uint32_t group, uint32_t *proc)
 	}
 	sm_table_unlock(seg);
 	return rc;
+}
+
+/* Concurrency: table lock. */
+int sockmem_proc_register(sockmem_seg_t *seg, uint32_t group, uint32_t *proc)
+{
+	return sm_proc_register_as(seg, group, NULL, proc);
 }
 
 /* *p += v, saturating (the record is shared: any member can write it). */

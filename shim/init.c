@@ -14,6 +14,7 @@
  * thread's cache handle (the slot is the parent's), and registers its own
  * process record and helper lazily, when it first creates a socket.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -38,6 +39,26 @@ extern char **environ;
 
 static pthread_mutex_t proc_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/*
+ * Register by the index the constructor found (a fork child registers with
+ * its first socket, maybe long after its parent left). The group may have
+ * been removed since, nobody being registered in it: created again at the
+ * same index it is still ours; at another one sm_group cannot follow (the
+ * hot paths read it unlocked), and whatever holds the index now is another
+ * group, never to be joined (-ESTALE).
+ */
+static int register_late(uint32_t *p)
+{
+	uint32_t again;
+	int rc = sm_proc_register_as(sm_seg, sm_group, sm_cfg.group, p);
+
+	if (rc != -ESTALE && rc != -ENOENT)
+		return rc;
+	if (sockmem_group_create(sm_seg, sm_cfg.group, &again) == 0 && again == sm_group)
+		return sm_proc_register_as(sm_seg, sm_group, sm_cfg.group, p);
+	return -ESTALE;
+}
+
 bool sm_proc_ensure(void)
 {
 	uint32_t p;
@@ -47,10 +68,15 @@ bool sm_proc_ensure(void)
 		return true;
 	pthread_mutex_lock(&proc_lock);
 	if (atomic_load(&sm_proc) == SOCKMEM_NONE) {
-		rc = sockmem_proc_register(sm_seg, sm_group, &p);
+		rc = register_late(&p);
 		if (rc == 0) {
 			atomic_store(&sm_proc, p);
 			sm_helper_start();
+		} else if (rc == -ESTALE) {
+			sm_log_once(SM_LOG_WARN,
+				    "group '%s' was removed while this process ran, and its "
+				    "entry %u holds another group now; sockets unaccounted",
+				    sm_cfg.group, sm_group);
 		} else {
 			sm_log_once(SM_LOG_WARN,
 				    "cannot register process (%d); sockets unaccounted", rc);
@@ -82,23 +108,32 @@ static int join(char *err, size_t errlen)
 	uint32_t proc;
 	int rc;
 
-	rc = sockmem_group_create(sm_seg, sm_cfg.group, &sm_group);
+	/* Register before setting limits: a group nobody is registered in can
+	 * be removed (and its entry reused) between two calls; once we are
+	 * registered, sm_group is ours for good. */
+	for (int i = 0; i < 3; i++) {
+		rc = sockmem_group_create(sm_seg, sm_cfg.group, &sm_group);
+		if (rc != 0)
+			return sm_fail(err, errlen, rc, "cannot create group '%s': %s",
+				       sm_cfg.group, strerror(-rc));
+		rc = sm_proc_register_as(sm_seg, sm_group, sm_cfg.group, &proc);
+		if (rc != -ESTALE && rc != -ENOENT)
+			break;
+	}
 	if (rc != 0)
-		return sm_fail(err, errlen, rc, "cannot create group '%s': %s", sm_cfg.group,
-			       strerror(-rc));
+		return sm_fail(err, errlen, rc, "cannot register process: %s", strerror(-rc));
 	if (sm_cfg.max != SOCKMEM_KEEP || sm_cfg.high != SOCKMEM_KEEP ||
 	    sm_cfg.low != SOCKMEM_KEEP) {
 		char why[SOCKMEM_ERRLEN];
 
 		rc = sockmem_group_set_limits(sm_seg, sm_group, sm_cfg.max, sm_cfg.high, sm_cfg.low,
 					      why, sizeof(why));
-		if (rc != 0)
+		if (rc != 0) {
+			sockmem_proc_unregister(sm_seg, proc);
 			return sm_fail(err, errlen, rc, "SOCKMEM_MAX/SOCKMEM_HIGH/SOCKMEM_LOW: %s",
 				       why);
+		}
 	}
-	rc = sockmem_proc_register(sm_seg, sm_group, &proc);
-	if (rc != 0)
-		return sm_fail(err, errlen, rc, "cannot register process: %s", strerror(-rc));
 	atomic_store(&sm_proc, proc);
 	return 0;
 }

@@ -29,6 +29,8 @@
  *   pl-life errno                                24 threads' first calls keep errno
  *   pl-life keyd                                 key destructors that run after the
  *                                                shim's still send: no slot left behind
+ *   pl-life orphan                               the parent exits right after fork; the
+ *                                                child opens its first sockets later
  *
  * Phases as in pl_io.c: print "<phase> <number>", wait for a byte on stdin.
  * Exit status 0 on success, 2 on a failed call.
@@ -699,6 +701,26 @@ static int do_keyd(void)
 	return 0;
 }
 
+/* The parent exits at once (its record goes); the child registers only
+ * with its first socket, after the test removed the group in between. */
+static int do_orphan(void)
+{
+	pid_t pid = fork();
+	int a, b;
+
+	if (pid < 0)
+		die("fork");
+	if (pid > 0)
+		return 0;
+	phase("orphaned", 0);
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	phase("sent", N);
+	close(a);
+	close(b);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
@@ -737,6 +759,8 @@ int main(int argc, char **argv)
 		return do_errno();
 	if (!strcmp(m, "keyd"))
 		return do_keyd();
+	if (!strcmp(m, "orphan"))
+		return do_orphan();
 	if (!strcmp(m, "fork_exit") && argc > 2)
 		return do_fork_exit(atol(argv[2]));
 	if (!strcmp(m, "exec_child"))

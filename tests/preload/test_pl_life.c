@@ -400,3 +400,58 @@ Test(life, fork_handoff_is_charged_by_the_child)
 	cr_expect_eq(st.current, 0);
 	sockmem_unlink(ns);
 }
+
+static bool no_processes(const struct sockmem_group_stat *st, int64_t arg)
+{
+	(void)arg;
+	return st->processes == 0;
+}
+
+/*
+ * A forked child registers with its first socket, by the group index its
+ * parent's constructor found. If the group was removed meanwhile (nobody
+ * was registered: the parent had exited) and its entry went to another
+ * group, the child must not join that one.
+ */
+Test(life, late_child_never_joins_the_group_that_took_its_entry)
+{
+	struct pl_opts o = {.group = "orph/a", .preload = true};
+	struct sockmem_open_opts so = {0};
+	const char *args[] = {"orphan", NULL};
+	struct sockmem_group_stat st;
+	uint32_t old, other;
+	char ns[64], err[SOCKMEM_ERRLEN], line[128], errbuf[2048];
+	sockmem_seg_t *seg;
+	struct pl_child c;
+	int status;
+
+	pl_ns(ns, sizeof(ns), "life-orphan");
+	o.ns = ns;
+	so.ns = ns;
+	cr_assert_eq(pl_spawn(&c, "sockmem-pl-life", args, &o), 0);
+	cr_assert_eq(pl_expect(&c, "orphaned", NULL, 0), 0);
+	cr_assert_eq(waitpid(c.pid, &status, 0), c.pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "parent status %#x", status);
+	cr_assert(pl_stat_until(ns, "orph/a", &st, no_processes, 0, 3000), "processes %lld",
+		  (long long)st.processes);
+	cr_assert_eq(sockmem_open(&so, &seg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(sockmem_group_lookup(seg, "orph/a", &old), 0);
+	cr_assert_eq(sockmem_group_remove(seg, "orph/a"), 0);
+	cr_assert_eq(sockmem_group_create(seg, "other", &other), 0);
+	cr_assert_eq(other, old, "the freed entry is reused (index %u, was %u)", other, old);
+	pl_go(&c);
+	cr_assert_eq(pl_expect(&c, "sent", NULL, 0), 0);
+	cr_assert_eq(pl_stat(ns, "other", &st), 0);
+	cr_expect_eq(st.processes, 0, "the child registered in 'other' (processes %lld)",
+		     (long long)st.processes);
+	cr_expect_eq(st.sockets, 0, "sockets %lld", (long long)st.sockets);
+	cr_expect_eq(st.current, 0, "current %lld", (long long)st.current);
+	pl_go(&c);
+	while (pl_line(&c, line, sizeof(line), 5000) == 0) /* until the child exits */
+		;
+	pl_stderr(&c, errbuf, sizeof(errbuf));
+	cr_expect(strstr(errbuf, "group 'orph/a' was removed while this process ran") != NULL,
+		  "the child says why it runs unaccounted; stderr:\n%s", errbuf);
+	sockmem_close(seg);
+	sockmem_unlink(ns);
+}

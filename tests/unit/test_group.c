@@ -126,6 +126,25 @@ Test(group, remove_busy_cases)
 	sockmem_close(seg);
 }
 
+/* An index kept to register later (a fork child's first socket) outlives
+ * the group if it is removed meanwhile; the entry may go to another. */
+Test(group, register_by_a_stale_index_refused)
+{
+	sockmem_seg_t *seg = t_open("g-stale");
+	uint32_t x = t_group(seg, "x"), y, p;
+
+	cr_assert_eq(sockmem_group_remove(seg, "x"), 0);
+	cr_expect_eq(sm_proc_register_as(seg, x, "x", &p), -ENOENT);
+	y = t_group(seg, "y");
+	cr_assert_eq(y, x, "the entry is reused");
+	cr_expect_eq(sm_proc_register_as(seg, x, "x", &p), -ESTALE);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, y)->processes), 0);
+	cr_assert_eq(sm_proc_register_as(seg, y, "y", &p), 0);
+	cr_expect_eq(atomic_load(&sockmem_group_at(seg, y)->processes), 1);
+	sockmem_proc_unregister(seg, p);
+	sockmem_close(seg);
+}
+
 Test(group, set_limits_validation)
 {
 	sockmem_seg_t *seg = t_open("g-limits");
