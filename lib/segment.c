@@ -1,11 +1,13 @@
 /*
  * The shared-memory segment: naming, race-free create-or-attach, validation.
  *
- * Creation builds the whole segment under a private temporary name and
- * publishes it with link(2) into /dev/shm, which either atomically creates
- * the final name or fails with EEXIST; an attacher therefore only ever sees
- * a fully initialised segment, and of N simultaneous creators exactly one
- * wins while the others attach to the winner's segment.
+ * Creation builds the whole segment in an unnamed file (O_TMPFILE; else
+ * under a private temporary name) and publishes it with linkat(2) into
+ * /dev/shm, which either atomically creates the final name or fails with
+ * EEXIST; an attacher therefore only ever sees a fully initialised segment,
+ * and of N simultaneous creators exactly one wins while the others attach
+ * to the winner's segment. A creator killed before publishing leaves
+ * nothing behind (with the private-name fallback: that file).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -291,13 +293,31 @@ static void seg_fill(sockmem_seg_t *seg, void *base, const struct sockmem_header
 
 /* ---- create / attach -------------------------------------------------- */
 
-/* Build a segment under a private name and publish it with link(2).
- * -EEXIST: another process published first (the caller attaches). */
+/* An unnamed file in /dev/shm (O_TMPFILE), and in `from` the path that
+ * linkat(2) publishes it by; -1 where the kernel or the lack of /proc says
+ * no. A creator killed before publishing then leaves nothing behind. */
+static int open_unnamed(char *from, size_t len)
+{
+	int fd = open(SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -1;
+	snprintf(from, len, "/proc/self/fd/%d", fd);
+	if (access(from, F_OK) == 0)
+		return fd;
+	close(fd);
+	return -1;
+}
+
+/* Build a segment in an unnamed file (else under a private name) and
+ * publish it with linkat(2). -EEXIST: another process published first (the
+ * caller attaches). */
 static int create_seg(const char *name, const char *ns, const struct sockmem_open_opts *o,
 		      sockmem_seg_t *seg, char *err, size_t errlen)
 {
 	char tmp[SOCKMEM_NS_MAX + 64], from[sizeof(tmp) + 16], to[SOCKMEM_NS_MAX + 32];
 	struct layout l = {0};
+	bool named = true;
 	uint32_t rnd = 0;
 	void *base;
 	int fd, rc;
@@ -305,13 +325,20 @@ static int create_seg(const char *name, const char *ns, const struct sockmem_ope
 	rc = plan_layout(o, &l, err, errlen);
 	if (rc < 0)
 		return rc;
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-		rnd = (uint32_t)sockmem_now_ns();
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%08x", name, (int)getpid(), rnd);
-	fd = shm_open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return sm_fail(err, errlen, -errno, "segment %s: cannot create %s: %s", name, tmp,
-			       strerror(errno));
+	fd = open_unnamed(from, sizeof(from));
+	if (fd >= 0) {
+		snprintf(tmp, sizeof(tmp), "an unnamed file");
+		named = false;
+	} else {
+		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+			rnd = (uint32_t)sockmem_now_ns();
+		snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%08x", name, (int)getpid(), rnd);
+		fd = shm_open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return sm_fail(err, errlen, -errno, "segment %s: cannot create %s: %s",
+				       name, tmp, strerror(errno));
+		snprintf(from, sizeof(from), SHM_DIR "%s", tmp);
+	}
 	/* The umask may have cleared bits; set exactly 0600 on purpose. */
 	if (fchmod(fd, 0600) < 0) {
 		rc = sm_fail(err, errlen, -errno, "segment %s: cannot chmod %s: %s", name, tmp,
@@ -339,9 +366,8 @@ static int create_seg(const char *name, const char *ns, const struct sockmem_ope
 		goto out_unlink;
 	}
 	init_segment(base, &l, ns);
-	snprintf(from, sizeof(from), SHM_DIR "%s", tmp);
 	snprintf(to, sizeof(to), SHM_DIR "%s", name);
-	if (link(from, to) < 0) {
+	if (linkat(AT_FDCWD, from, AT_FDCWD, to, named ? 0 : AT_SYMLINK_FOLLOW) < 0) {
 		rc = errno == EEXIST ? -EEXIST : -errno;
 		if (rc != -EEXIST)
 			sm_fail(err, errlen, rc, "segment %s: cannot publish: %s", name,
@@ -354,7 +380,8 @@ static int create_seg(const char *name, const char *ns, const struct sockmem_ope
 	       l.cap[0], l.cap[1], l.cap[2]);
 	rc = 0;
 out_unlink:
-	shm_unlink(tmp);
+	if (named)
+		shm_unlink(tmp);
 	close(fd);
 	return rc;
 }

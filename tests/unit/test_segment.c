@@ -8,6 +8,7 @@
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -956,4 +957,68 @@ Test(segment, creation_without_fallocate_falls_back, .timeout = 20)
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
 	seg = t_open_attach();
 	sockmem_close(seg);
+}
+
+/* Remove what tmp_files_left() counts (a test's own leftovers). */
+static void tmp_files_remove(void)
+{
+	char prefix[128], path[512];
+	struct dirent *e;
+	DIR *d = opendir("/dev/shm");
+
+	snprintf(prefix, sizeof(prefix), "sockmem-%s.tmp.", t_ns);
+	while (d && (e = readdir(d))) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+}
+
+/*
+ * The first process of a namespace killed while it builds the segment
+ * (here: by a seccomp filter at the moment it publishes it, as SIGKILL or
+ * the OOM killer could at any instant) must leave nothing behind: nobody
+ * would ever remove a half-built segment, all of it allocated in /dev/shm.
+ */
+Test(segment, creator_killed_leaves_no_file, .timeout = 20)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_link, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_linkat, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	struct sockmem_open_opts o = {.create = true};
+	char err[SOCKMEM_ERRLEN] = "";
+	sockmem_seg_t *seg = NULL;
+	int status, left;
+	pid_t pid;
+
+	snprintf(t_ns, sizeof(t_ns), "t-s-killed-%d", (int)getpid());
+	sockmem_unlink(t_ns);
+	o.ns = t_ns;
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+			_exit(77);
+		sockmem_open(&o, &seg, err, sizeof(err));
+		_exit(1);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		cr_skip_test("no seccomp here");
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
+		  "the creator was not stopped at publication (status %#x)", status);
+	left = tmp_files_left();
+	tmp_files_remove();
+	o.create = false;
+	cr_expect_eq(left, 0, "%d half-built segment(s) left in /dev/shm", left);
+	cr_expect_eq(sockmem_open(&o, &seg, err, sizeof(err)), -ENOENT, "nothing published");
 }
