@@ -23,7 +23,6 @@ higher is better. --record FILE appends them, dated, to a markdown file
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -124,12 +123,7 @@ def main():
         if a.record:
             record(a, libs, table, load.summary())
     finally:
-        subprocess.run([os.path.join(a.build_dir, "sockmemctl"), "--namespace", ns, "rm",
-                        "ab/g"], capture_output=True)
-        try:
-            os.unlink("/dev/shm/sockmem-" + ns)
-        except OSError:
-            pass
+        benchlib.remove_namespace(a.build_dir, ns, "ab/g")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,16 @@ def preload_env(lib, group=None, ns=None, **extra):
     return env
 
 
+def remove_namespace(build_dir, ns, group):
+    """Remove a script's private namespace: its group, then the segment."""
+    subprocess.run([os.path.join(build_dir, "sockmemctl"), "--namespace", ns, "rm", group],
+                   capture_output=True)
+    try:
+        os.unlink("/dev/shm/sockmem-" + ns)
+    except OSError:
+        pass
+
+
 def run_json(cmd, env, timeout=180, who="bench"):
     """Run cmd, return the JSON objects it printed (one per line)."""
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

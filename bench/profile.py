@@ -169,12 +169,7 @@ def main():
                                                    interposers, tmp))
                 result[name] = {c: summarize(v) for c, v in per.items()}
     finally:
-        subprocess.run([os.path.join(a.build_dir, "sockmemctl"), "--namespace", ns, "rm",
-                        "prof/g"], capture_output=True)
-        try:
-            os.unlink("/dev/shm/sockmem-" + ns)
-        except OSError:
-            pass
+        benchlib.remove_namespace(a.build_dir, ns, "prof/g")
     if a.json:
         print(json.dumps(result))
         return

@@ -918,6 +918,33 @@ Test(segment, dev_shm_full_refused_at_creation, .timeout = 20)
 		  WEXITSTATUS(status));
 }
 
+/* In a child under the seccomp filter `prog`, open (creating) namespace
+ * t_ns; its wait status. Skips the test where seccomp is not available. The
+ * child exits 0 if the open succeeded, 1 (with the message) if it failed. */
+static int open_filtered(struct sock_fprog *prog)
+{
+	struct sockmem_open_opts o = {.create = true, .ns = t_ns};
+	char err[SOCKMEM_ERRLEN] = "";
+	sockmem_seg_t *seg = NULL;
+	int status, rc;
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog) != 0)
+			_exit(77);
+		rc = sockmem_open(&o, &seg, err, sizeof(err));
+		if (rc != 0)
+			fprintf(stderr, "rc %d, message \"%s\"\n", rc, err);
+		_exit(rc != 0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		cr_skip_test("no seccomp here");
+	return status;
+}
+
 /* A sandbox that refuses fallocate(2) itself (seccomp, EPERM) still gets a
  * segment: sparse, as before allocation was asked for. */
 Test(segment, creation_without_fallocate_falls_back, .timeout = 20)
@@ -929,34 +956,13 @@ Test(segment, creation_without_fallocate_falls_back, .timeout = 20)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
-	struct sockmem_open_opts o = {.create = true};
-	char err[SOCKMEM_ERRLEN] = "";
-	sockmem_seg_t *seg = NULL;
-	int status, rc;
-	pid_t pid;
+	int status;
 
 	snprintf(t_ns, sizeof(t_ns), "t-s-nofalloc-%d", (int)getpid());
 	sockmem_unlink(t_ns);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-			_exit(77);
-		o.ns = t_ns;
-		rc = sockmem_open(&o, &seg, err, sizeof(err));
-		if (rc != 0) {
-			fprintf(stderr, "rc %d, message \"%s\"\n", rc, err);
-			_exit(1);
-		}
-		_exit(0);
-	}
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
-		cr_skip_test("no seccomp here");
+	status = open_filtered(&prog);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
-	seg = t_open_attach();
-	sockmem_close(seg);
+	sockmem_close(t_open_attach());
 }
 
 /* Remove what tmp_files_left() counts (a test's own leftovers). */
@@ -993,32 +999,18 @@ Test(segment, creator_killed_leaves_no_file, .timeout = 20)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
-	struct sockmem_open_opts o = {.create = true};
+	struct sockmem_open_opts o = {.ns = t_ns};
 	char err[SOCKMEM_ERRLEN] = "";
 	sockmem_seg_t *seg = NULL;
 	int status, left;
-	pid_t pid;
 
 	snprintf(t_ns, sizeof(t_ns), "t-s-killed-%d", (int)getpid());
 	sockmem_unlink(t_ns);
-	o.ns = t_ns;
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-			_exit(77);
-		sockmem_open(&o, &seg, err, sizeof(err));
-		_exit(1);
-	}
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
-		cr_skip_test("no seccomp here");
+	status = open_filtered(&prog);
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
 		  "the creator was not stopped at publication (status %#x)", status);
 	left = tmp_files_left();
 	tmp_files_remove();
-	o.create = false;
 	cr_expect_eq(left, 0, "%d half-built segment(s) left in /dev/shm", left);
 	cr_expect_eq(sockmem_open(&o, &seg, err, sizeof(err)), -ENOENT, "nothing published");
 }
