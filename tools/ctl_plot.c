@@ -220,6 +220,7 @@ static void gp_script(FILE *g, const struct series *s, const char *out, const ch
 	gp_string(g, out);
 	fprintf(g, "\nset title ");
 	gp_string(g, title);
+	fprintf(g, " noenhanced"); /* as written: no '_' subscripts, no '^' superscripts */
 	fprintf(g,
 		"\nset xlabel 'time (s)'\nset ylabel 'socket memory (%s)'\n"
 		"set grid\nset key outside right top\nset yrange [0:%g]\n"
@@ -259,8 +260,12 @@ static int run_gnuplot(const struct series *s, const char *out, const char *titl
 	int fds[2], status = 0, rc;
 	pid_t pid;
 
-	if (!errf || pipe2(fds, O_CLOEXEC) < 0)
-		return ctl_fail(CTL_ERR, "plot: cannot start gnuplot: %s", strerror(errno));
+	if (!errf || pipe2(fds, O_CLOEXEC) < 0) {
+		rc = errno;
+		if (errf)
+			fclose(errf);
+		return ctl_fail(CTL_ERR, "plot: cannot start gnuplot: %s", strerror(rc));
+	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, fds[0], STDIN_FILENO);
 	posix_spawn_file_actions_adddup2(&fa, fileno(errf), STDOUT_FILENO);

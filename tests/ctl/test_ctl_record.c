@@ -152,6 +152,46 @@ Test(record, bad_input)
 	cr_assert_eq(stat("/nonexistent.csv", &st), -1);
 }
 
+/* gnuplot reads text in its "enhanced" mode unless told not to: '_' and '^'
+ * in a title (file names have them) become sub- and superscripts. The title
+ * must reach the image as written. A stand-in gnuplot on PATH keeps the
+ * script it is given. */
+Test(record, plot_title_is_literal)
+{
+	char dir[512], fake[600], script[600], csv[600], png[600], pathenv[4096], line[1024];
+	const char *path = getenv("PATH");
+	bool literal = false, titled = false;
+	struct h_out r;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/bin", h_tmpdir());
+	snprintf(fake, sizeof(fake), "%s/gnuplot", dir);
+	snprintf(script, sizeof(script), "%s/script.gp", h_tmpdir());
+	snprintf(csv, sizeof(csv), "%s/run_1.csv", h_tmpdir());
+	snprintf(png, sizeof(png), "%s/x.png", h_tmpdir());
+	snprintf(pathenv, sizeof(pathenv), "PATH=%s:%s", dir, path ? path : "/usr/bin:/bin");
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	write_file(fake, h_fmt("#!/bin/sh\ncat > '%s'\necho image > '%s'\n", script, png));
+	cr_assert_eq(chmod(fake, 0700), 0);
+	write_file(csv, HEADER "\n0.0,1,1,0,max,max,0,1,0,0,0,0,0,0,0,0,0,0\n"
+			       "1.0,2,2,0,max,max,0,1,0,0,0,0,0,0,0,0,0,0\n");
+	h_env((const char *const[]){pathenv, NULL});
+	cr_assert_eq(CTL(&r, "plot", csv, "--out", png), 0, "%s", r.err);
+	h_free(&r);
+	f = fopen(script, "r");
+	cr_assert(f, "the stand-in gnuplot got no script");
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "set title ", 10) != 0)
+			continue;
+		titled = strstr(line, "run_1.csv") != NULL;
+		literal = strstr(line, "noenhanced") != NULL;
+	}
+	fclose(f);
+	h_env((const char *const[]){NULL});
+	cr_assert(titled, "no title naming the CSV file");
+	cr_assert(literal, "the title is drawn in enhanced mode ('_1' becomes a subscript)");
+}
+
 /* Rows of `path` after the header (0 if unreadable); `has` is set if a row
  * contains `needle`. */
 static int csv_rows(const char *path, const char *needle, bool *has)
