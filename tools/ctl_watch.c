@@ -276,12 +276,12 @@ int ctl_cmd_watch(struct ctl *ctx, int argc, char **argv)
 		return CTL_ERR;
 	}
 	w.tty = isatty(STDOUT_FILENO);
-	w.width = bar_width();
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	for (uint64_t i = 0; !stop && rc == CTL_OK && (!w.count || i < w.count); i++) {
 		if (i)
 			sleep_ms(w.interval_ms);
+		w.width = bar_width(); /* the terminal may have been resized */
 		if (!stop)
 			rc = refresh(ctx, &w, seg);
 	}

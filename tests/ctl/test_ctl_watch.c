@@ -185,3 +185,62 @@ Test(watch, group_created_again_counts_from_zero)
 		cr_assert_null(strstr(line, "+1844"), "a counter reset shown as a delta: %s", line);
 	fclose(f);
 }
+
+/* The width of the bar on the screen line holding `row`; -1 if that line has
+ * no whole bar (wrapped, or no such line). */
+static int bar_len(const char *screen, const char *row)
+{
+	const char *p = strstr(screen, row), *end, *open, *close;
+
+	if (!p)
+		return -1;
+	end = strchr(p, '\n');
+	open = strchr(p, '[');
+	close = strchr(p, ']');
+	if (!end || !open || !close || open > end || close > end)
+		return -1;
+	return (int)(close - open - 1);
+}
+
+/* The bars follow the terminal: narrowed, the rows still fit on one line. */
+Test(watch, bars_follow_a_resized_terminal)
+{
+	const char *cmd = h_fmt("%s watch --interval 100 --count 80; sleep 60",
+				h_build("sockmemctl"));
+	pid_t pid = pressured_member("tenant/web", "5242880");
+	struct timespec ts = {0, 100 * 1000000L};
+	struct h_out r;
+	char sock[64], *screen = NULL;
+	int wide, narrow = -1;
+
+	snprintf(sock, sizeof(sock), "ctl-%d", (int)getpid());
+	tmux(&r, sock,
+	     (const char *const[]){"new-session", "-d", "-s", "s", "-x", "150", "-y", "30", cmd,
+				   NULL});
+	cr_assert_eq(r.status, 0, "tmux new-session: %s", r.err);
+	h_free(&r);
+	screen = screen_with(sock, "  web ", 10000);
+	wide = bar_len(screen, "  web ");
+	free(screen);
+	screen = NULL;
+	tmux(&r, sock, (const char *const[]){"resize-window", "-t", "s", "-x", "90", "-y", "30",
+					     NULL});
+	cr_assert_eq(r.status, 0, "tmux resize-window: %s", r.err);
+	h_free(&r);
+	/* A few refreshes at the new size (100 ms apart). */
+	for (int t = 0; t < 50 && narrow != 20; t++) {
+		nanosleep(&ts, NULL);
+		free(screen);
+		screen = screen_with(sock, "sockmem watch", 5000);
+		narrow = bar_len(screen, "  web ");
+	}
+	tmux(&r, sock, (const char *const[]){"kill-server", NULL});
+	h_free(&r);
+	kill(pid, SIGTERM);
+	h_wait(pid, 5000);
+	/* 150 columns: 80 for the bar; 90 columns: 20. */
+	cr_assert_eq(wide, 80, "bar at 150 columns:\n%s", screen);
+	cr_assert_eq(narrow, 20, "bar after narrowing to 90 columns (-1: the row wrapped):\n%s",
+		     screen);
+	free(screen);
+}
