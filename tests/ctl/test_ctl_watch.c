@@ -205,8 +205,8 @@ static int bar_len(const char *screen, const char *row)
 /* The bars follow the terminal: narrowed, the rows still fit on one line. */
 Test(watch, bars_follow_a_resized_terminal)
 {
-	const char *cmd = h_fmt("%s watch --interval 100 --count 80; sleep 60",
-				h_build("sockmemctl"));
+	const char *cmd =
+		h_fmt("%s watch --interval 100 --count 80; sleep 60", h_build("sockmemctl"));
 	pid_t pid = pressured_member("tenant/web", "5242880");
 	struct timespec ts = {0, 100 * 1000000L};
 	struct h_out r;
@@ -223,8 +223,8 @@ Test(watch, bars_follow_a_resized_terminal)
 	wide = bar_len(screen, "  web ");
 	free(screen);
 	screen = NULL;
-	tmux(&r, sock, (const char *const[]){"resize-window", "-t", "s", "-x", "90", "-y", "30",
-					     NULL});
+	tmux(&r, sock,
+	     (const char *const[]){"resize-window", "-t", "s", "-x", "90", "-y", "30", NULL});
 	cr_assert_eq(r.status, 0, "tmux resize-window: %s", r.err);
 	h_free(&r);
 	/* A few refreshes at the new size (100 ms apart). */
