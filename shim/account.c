@@ -79,7 +79,13 @@ static struct sockmem_cache *tcache_attach(void)
 		sm_tc_attached = true;
 		pthread_setspecific(tc_key, &sm_tc);
 	} else {
-		sm_log_once(SM_LOG_WARN, "cannot attach a charge cache (%d)", rc);
+		/* -EINVAL, the one other answer: our record is no longer live.
+		 * No strerror here: it may translate (and allocate), and this
+		 * can run in a signal handler. */
+		sm_log_once(SM_LOG_WARN,
+			    "cannot attach a charge cache: this process is no longer a live "
+			    "member of its group (error %d); its sockets go unaccounted",
+			    rc);
 	}
 	sm_nest--;
 	return sm_tc_attached ? &sm_tc : NULL;
