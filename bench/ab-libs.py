@@ -22,6 +22,7 @@ higher is better. --record FILE appends them, dated, to a markdown file
 """
 import argparse
 import os
+import random
 import statistics
 import sys
 
@@ -103,8 +104,8 @@ def main():
         for label, args in WORKLOADS[a.workload]:
             ratios = {k: [] for k in libs}
             for r in range(a.runs):
-                k = r % len(cfgs)
-                order = cfgs[k:] + cfgs[:k]
+                order = list(cfgs)  # a new ring order each run (seeded)
+                random.Random(r).shuffle(order)
                 res = benchlib.lockstep(bench, args + ["-b", str(a.batches)], order, setups,
                                         who="ab-libs", cpu=cpu)
                 base = res["none"]["samples"]
