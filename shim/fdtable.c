@@ -155,7 +155,7 @@ static struct sm_sock *_Atomic *fd_slot(int fd, bool create)
 	return c ? &c->e[(unsigned)fd & (SM_FD_CHUNK - 1)] : NULL;
 }
 
-bool sm_fd_install(int fd, struct sm_sock *st)
+static bool fd_install(int fd, struct sm_sock *st, bool fresh)
 {
 	struct sm_sock *_Atomic *slot = fd_slot(fd, true);
 	struct sm_sock *prev;
@@ -165,9 +165,12 @@ bool sm_fd_install(int fd, struct sm_sock *st)
 			    "fd %d: no fd-table entry (beyond the table, or no memory for its "
 			    "chunk); socket unaccounted",
 			    fd);
-		/* Never counted (sm_sock_opened follows a successful install):
-		 * released as already dead, it is not uncounted either. */
-		atomic_store(&st->est, SM_SOCK_DEAD);
+		/* A fresh state was never counted (sm_sock_opened follows a
+		 * successful install): released as already dead, it is not
+		 * uncounted either. A shared one (a dup) is only unreferenced:
+		 * the fds that hold it still charge it. */
+		if (fresh)
+			atomic_store(&st->est, SM_SOCK_DEAD);
 		sm_sock_put(st);
 		return false;
 	}
@@ -175,6 +178,16 @@ bool sm_fd_install(int fd, struct sm_sock *st)
 	if (prev) /* the old fd was closed behind our back: fresh state wins */
 		sm_sock_put(prev);
 	return true;
+}
+
+bool sm_fd_install(int fd, struct sm_sock *st)
+{
+	return fd_install(fd, st, true);
+}
+
+bool sm_fd_install_ref(int fd, struct sm_sock *st)
+{
+	return fd_install(fd, st, false);
 }
 
 struct sm_sock *sm_fd_take(int fd)

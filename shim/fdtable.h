@@ -156,6 +156,10 @@ void sm_sock_put(struct sm_sock *st);
  * stale state the entry held. False (reference dropped) if fd is too large
  * or a chunk cannot be mapped. */
 bool sm_fd_install(int fd, struct sm_sock *st);
+/* The same for a state that is (or was) in the table already: a dup's new
+ * reference (sm_fd_ref), or one put back. On failure only the reference is
+ * dropped; the state keeps its charge for the fds that hold it. */
+bool sm_fd_install_ref(int fd, struct sm_sock *st);
 /* Remove and return fd's state (the caller owns the reference), or NULL. */
 struct sm_sock *sm_fd_take(int fd);
 /* Remove fd's state only if it is still st; true if this call removed it. */

@@ -184,7 +184,7 @@ static void track_dup(int old_fd, int new_fd)
 	struct sm_sock *st = sm_fd_ref(old_fd);
 
 	if (st) {
-		sm_fd_install(new_fd, st);
+		sm_fd_install_ref(new_fd, st);
 	} else {
 		st = sm_fd_take(new_fd);
 		if (st)
@@ -285,7 +285,7 @@ static void close_cancelled(void *arg)
 	struct stat sb;
 
 	if (fstat(c->fd, &sb) == 0 && S_ISSOCK(sb.st_mode) && (uint64_t)sb.st_ino == c->st->ino)
-		SLOW_PATH(sm_fd_install(c->fd, c->st));
+		SLOW_PATH(sm_fd_install_ref(c->fd, c->st));
 	else
 		SLOW_PATH(sm_sock_put(c->st));
 }

@@ -31,6 +31,8 @@
  *                                                shim's still send: no slot left behind
  *   pl-life orphan                               the parent exits right after fork; the
  *                                                child opens its first sockets later
+ *   pl-life dup_nomem                            dup2 onto an fd whose table chunk cannot
+ *                                                be mapped: the original stays accounted
  *
  * Phases as in pl_io.c: print "<phase> <number>", wait for a byte on stdin.
  * Exit status 0 on success, 2 on a failed call.
@@ -48,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -148,6 +151,42 @@ static int do_dup(const char *how)
 	phase("sent_dup", 2 * N);
 	close(d);
 	phase("closed_dup", 0);
+	close(b);
+	phase("closed", 0);
+	return 0;
+}
+
+/* dup2 onto a high fd while mmap fails (RLIMIT_AS 0): the fd table has no
+ * chunk for it, so the dup goes unaccounted; the original socket's state,
+ * shared, must not be released with it. */
+static int do_dup_nomem(void)
+{
+	struct rlimit as, nf;
+	int a, b, d;
+
+	tcp_pair(&a, &b);
+	send_all(a, N);
+	phase("sent", N);
+	if (getrlimit(RLIMIT_NOFILE, &nf) || nf.rlim_max < 9000)
+		die("RLIMIT_NOFILE");
+	nf.rlim_cur = nf.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &nf) || getrlimit(RLIMIT_AS, &as))
+		die("setrlimit");
+	as.rlim_cur = 0;
+	if (setrlimit(RLIMIT_AS, &as))
+		die("RLIMIT_AS");
+	d = dup2(a, 8200);
+	as.rlim_cur = as.rlim_max;
+	if (setrlimit(RLIMIT_AS, &as))
+		die("RLIMIT_AS");
+	if (d != 8200)
+		die("dup2");
+	phase("duped", d);
+	send_all(a, N);
+	phase("sent_more", 2 * N);
+	close(d);
+	close(a);
+	phase("closed_orig", 0);
 	close(b);
 	phase("closed", 0);
 	return 0;
@@ -731,6 +770,8 @@ int main(int argc, char **argv)
 		return do_dup(m);
 	if (!strcmp(m, "close_range"))
 		return do_close_range();
+	if (!strcmp(m, "dup_nomem"))
+		return do_dup_nomem();
 	if (!strcmp(m, "reuse"))
 		return do_reuse();
 	if (!strcmp(m, "stale"))

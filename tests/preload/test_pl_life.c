@@ -98,6 +98,17 @@ Test(life, dup3_over_socket)
 	run("dup3", dup2_steps, no_tick);
 }
 
+/* The dup's fd-table chunk cannot be mapped: the dup goes unaccounted, but
+ * the original socket keeps its state (charges, close, socket count). */
+Test(life, dup2_without_table_chunk_keeps_original)
+{
+	static const struct step s[] = {
+		{"sent", N, 2, 1, ANY},		 {"duped", N, 2, 1, ANY},
+		{"sent_more", 2 * N, 2, 1, ANY}, {"closed_orig", 0, 1, 1, ANY},
+		{"closed", 0, 0, 1, ANY},	 {NULL, 0, 0, 0, 0}};
+	run("dup_nomem", s, no_tick);
+}
+
 Test(life, close_range)
 {
 	static const struct step s[] = {{"sent", N, 3, 1, ANY},
