@@ -269,10 +269,14 @@ static int build_env(const struct ctl *ctx, const struct run_opts *o, struct run
 
 /* ---- the command -------------------------------------------------------------------- */
 
-/* execvp's search: the first executable regular file along PATH. */
+/* execvp's search: the first executable regular file along PATH. As there,
+ * a name found but not executable (not a regular file, or no x bit for us)
+ * does not stop the search, but is what fails if nothing better is found:
+ * 126 "Permission denied" (like env(1)), not 127. */
 static int resolve_command(const struct ctl *ctx, struct run_opts *o)
 {
 	const char *name = o->argv[0], *path = env_get(ctx->environ, "PATH");
+	char denied[PATH_MAX] = "";
 	struct stat st;
 
 	if (strchr(name, '/')) {
@@ -285,11 +289,17 @@ static int resolve_command(const struct ctl *ctx, struct run_opts *o)
 		size_t n = strcspn(p, ":");
 
 		snprintf(o->path, sizeof(o->path), "%.*s%s%s", (int)n, n ? p : ".", "/", name);
-		if (stat(o->path, &st) == 0 && S_ISREG(st.st_mode) && access(o->path, X_OK) == 0)
-			return CTL_OK;
+		if (stat(o->path, &st) == 0) {
+			if (S_ISREG(st.st_mode) && access(o->path, X_OK) == 0)
+				return CTL_OK;
+			if (!denied[0])
+				snprintf(denied, sizeof(denied), "%s", o->path);
+		}
 		if (p[n] == '\0')
 			break;
 	}
+	if (denied[0])
+		return ctl_fail(126, "run: cannot execute %s: %s", denied, strerror(EACCES));
 	return ctl_fail(127, "run: command '%s' not found in PATH", name);
 }
 

@@ -154,6 +154,43 @@ Test(run, environment_of_the_command_and_exit_status)
 	h_free(&r);
 }
 
+/* A name found along PATH but not executable (as env(1) and the shells
+ * judge it: execvp() goes on along PATH and reports EACCES at the end): 126
+ * and "Permission denied", not 127 "not found"; an executable one later in
+ * PATH still wins. */
+Test(run, path_entry_not_executable_is_126)
+{
+	const char *asan = getenv("SOCKMEM_ASAN_LIB");
+	const char *dir = h_tmpdir(), *later = h_fmt("%s/later", dir);
+	const char *name = "sockmem-noexec-xyz", *file = h_fmt("%s/%s", dir, name);
+	static const char *env[5];
+	struct h_out r;
+	FILE *f = fopen(file, "w");
+
+	cr_assert(f && fputs("#!/bin/sh\nexit 3\n", f) >= 0 && fclose(f) == 0);
+	cr_assert(chmod(file, 0644) == 0);
+	env[0] = h_fmt("SOCKMEM_LIB=%s", harmless_lib());
+	env[1] = "ASAN_OPTIONS=detect_leaks=0";
+	env[2] = h_fmt("PATH=%s:/usr/bin:/bin", dir);
+	env[3] = asan && *asan ? h_fmt("LD_PRELOAD=%s", asan) : NULL;
+	env[4] = NULL;
+	h_env(env);
+	cr_expect_eq(CTL(&r, "run", "-g", "p", "--", name), 126, "%s", r.err);
+	cr_expect(h_one_line(r.err) && strstr(r.err, file) && strstr(r.err, "Permission denied"),
+		  "%s", r.err);
+	h_free(&r);
+	cr_expect_eq(CTL(&r, "stat", "p"), 1, "a group outlived the failed run: %s", r.out);
+	h_free(&r);
+	/* An executable one further along PATH is the command. */
+	cr_assert(mkdir(later, 0755) == 0);
+	f = fopen(h_fmt("%s/%s", later, name), "w");
+	cr_assert(f && fputs("#!/bin/sh\nexit 3\n", f) >= 0 && fclose(f) == 0);
+	cr_assert(chmod(h_fmt("%s/%s", later, name), 0755) == 0);
+	env[2] = h_fmt("PATH=%s:%s:/usr/bin:/bin", dir, later);
+	cr_expect_eq(CTL(&r, "run", "-g", "p", "--", name), 3, "%s", r.err);
+	h_free(&r);
+}
+
 static void expect_warning(const char *path, const char *needle)
 {
 	struct h_out r;
