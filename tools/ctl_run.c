@@ -356,12 +356,14 @@ static const char *secure_exec_reason(const char *path, const struct stat *st)
 }
 
 /* One line per reason the preload cannot reach the program. A "#!" script
- * is judged by its interpreter (one level). */
+ * is judged by its interpreter (one level): the kernel ignores the setuid
+ * and setgid bits and file capabilities of a script itself. */
 static void warn_unreachable(const char *path, int depth)
 {
 	char line[PATH_MAX], *end;
 	struct stat st;
 	const char *why;
+	bool script;
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -370,7 +372,9 @@ static void warn_unreachable(const char *path, int depth)
 			close(fd);
 		return; /* exec will report it */
 	}
-	why = secure_exec_reason(path, &st);
+	n = pread(fd, line, sizeof(line) - 1, 0);
+	script = n >= 3 && line[0] == '#' && line[1] == '!';
+	why = script ? NULL : secure_exec_reason(path, &st);
 	if (why)
 		ctl_warn("%s is a %s program: the dynamic loader ignores LD_PRELOAD for it "
 			 "(secure-execution mode), so its sockets will not be accounted",
@@ -379,9 +383,8 @@ static void warn_unreachable(const char *path, int depth)
 		ctl_warn("%s is a static binary (no ELF interpreter): no dynamic loader runs, so "
 			 "LD_PRELOAD cannot reach it and its sockets will not be accounted",
 			 path);
-	n = pread(fd, line, sizeof(line) - 1, 0);
 	close(fd);
-	if (depth > 0 || n < 3 || line[0] != '#' || line[1] != '!')
+	if (depth > 0 || !script)
 		return;
 	line[n] = '\0';
 	end = line + 2 + strspn(line + 2, " \t");

@@ -263,6 +263,27 @@ Test(run, warns_for_setuid_and_setgid_programs)
 	h_free(&r);
 }
 
+/* The kernel ignores setuid/setgid bits (and file capabilities) on a "#!"
+ * script: its interpreter runs with our credentials, the loader honours
+ * LD_PRELOAD, and the script is accounted: no warning. */
+Test(run, no_warning_for_setuid_scripts)
+{
+	const char *path = h_fmt("%s/suid-script", h_tmpdir());
+	struct h_out r;
+	FILE *f;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to give a script to another owner");
+	use_lib(harmless_lib(), NULL);
+	f = fopen(path, "w");
+	cr_assert(f && fputs("#!/bin/sh\nexit 0\n", f) >= 0 && fclose(f) == 0);
+	cr_assert_eq(chown(path, 65534, 65534), 0);
+	cr_assert_eq(chmod(path, 06755), 0);
+	cr_assert_eq(CTL(&r, "run", "--dry-run", "--", path), 0, "%s", r.err);
+	cr_expect_eq(r.errlen, 0, "a warning for a script the preload reaches: %s", r.err);
+	h_free(&r);
+}
+
 /* ---- a real program in the group ------------------------------------------ */
 
 /* The command joins the group through the shim: a shell run in it sees
