@@ -96,6 +96,18 @@ static char *screen_with(const char *sock, const char *needle, int timeout_ms)
 	return NULL;
 }
 
+/* A detached tmux session "s" (150 x 30) on socket `sock` running `cmd`. */
+static void start_session(const char *sock, const char *cmd)
+{
+	struct h_out r;
+
+	tmux(&r, sock,
+	     (const char *const[]){"new-session", "-d", "-s", "s", "-x", "150", "-y", "30", cmd,
+				   NULL});
+	cr_assert_eq(r.status, 0, "tmux new-session: %s", r.err);
+	h_free(&r);
+}
+
 Test(watch, live_view_in_a_terminal)
 {
 	const char *cmd = h_fmt("%s watch --interval 100 --count 15; echo WATCH-EXIT=$?; sleep 60",
@@ -107,11 +119,7 @@ Test(watch, live_view_in_a_terminal)
 	/* Our own copy: every tmux poll takes h_fmt's ring a step on. */
 	snprintf(sock, sizeof(sock), "ctl-%d", (int)getpid());
 
-	tmux(&r, sock,
-	     (const char *const[]){"new-session", "-d", "-s", "s", "-x", "150", "-y", "30", cmd,
-				   NULL});
-	cr_assert_eq(r.status, 0, "tmux new-session: %s", r.err);
-	h_free(&r);
+	start_session(sock, cmd);
 	/* While it runs: the heading and the bars. */
 	screen = screen_with(sock, "web", 10000);
 	cr_assert(strstr(screen, h_fmt("sockmem watch: namespace %s", h_ns())), "%s", screen);
@@ -157,11 +165,7 @@ Test(watch, group_created_again_counts_from_zero)
 			   NULL),
 		     0, "%s", r.err);
 	h_free(&r);
-	tmux(&r, sock,
-	     (const char *const[]){"new-session", "-d", "-s", "s", "-x", "150", "-y", "30", cmd,
-				   NULL});
-	cr_assert_eq(r.status, 0, "tmux new-session: %s", r.err);
-	h_free(&r);
+	start_session(sock, cmd);
 	/* Everything watch writes to the terminal, not only the last screen. */
 	tmux(&r, sock,
 	     (const char *const[]){"pipe-pane", "-t", "s", h_fmt("cat >> %s", log), NULL});
@@ -214,11 +218,7 @@ Test(watch, bars_follow_a_resized_terminal)
 	int wide, narrow = -1;
 
 	snprintf(sock, sizeof(sock), "ctl-%d", (int)getpid());
-	tmux(&r, sock,
-	     (const char *const[]){"new-session", "-d", "-s", "s", "-x", "150", "-y", "30", cmd,
-				   NULL});
-	cr_assert_eq(r.status, 0, "tmux new-session: %s", r.err);
-	h_free(&r);
+	start_session(sock, cmd);
 	screen = screen_with(sock, "  web ", 10000);
 	wide = bar_len(screen, "  web ");
 	free(screen);
