@@ -44,9 +44,32 @@ void pl_helper_path(char *buf, size_t len, const char *prog)
 		snprintf(buf, len, "%s/tests/%s", build_dir(), prog);
 }
 
+/* The namespaces this test process named: removed when it exits, also after a
+ * failed assertion (Criterion runs atexit handlers then), so a failing test
+ * leaves no segment behind. Only by the process that named them: a forked
+ * child's exit must not remove its parent's segment. */
+static char owned[8][SOCKMEM_NS_MAX];
+static int nowned;
+static pid_t owner;
+
+static void unlink_owned(void)
+{
+	if (getpid() != owner)
+		return;
+	for (int i = 0; i < nowned; i++)
+		sockmem_unlink(owned[i]);
+}
+
 void pl_ns(char *buf, size_t len, const char *name)
 {
 	snprintf(buf, len, "t-%s-%d", name, (int)getpid());
+	if (owner != getpid()) {
+		owner = getpid();
+		nowned = 0;
+		atexit(unlink_owned);
+	}
+	if (nowned < (int)(sizeof(owned) / sizeof(owned[0])))
+		snprintf(owned[nowned++], sizeof(owned[0]), "%s", buf);
 }
 
 static uint64_t now_ms(void)

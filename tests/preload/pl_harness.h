@@ -29,7 +29,8 @@ struct pl_opts {
 	const char *extra[8]; /* more NAME=value entries */
 };
 
-/* A namespace unique to this test and process: "t-<name>-<pid>". */
+/* A namespace unique to this test and process: "t-<name>-<pid>". Its segment
+ * is removed when the process exits, whether the test passed or failed. */
 void pl_ns(char *buf, size_t len, const char *name);
 /* Path of a helper program (SOCKMEM_HELPER_DIR or the build default). */
 void pl_helper_path(char *buf, size_t len, const char *prog);
