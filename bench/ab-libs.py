@@ -19,12 +19,20 @@ the paired ratios (configuration / no preload, batch k against batch k)
 with its interquartile range. A ratio of time: lower is better; of Gbit/s:
 higher is better. --record FILE appends them, dated, to a markdown file
 (bench/AB-RESULTS.md keeps the long side-by-side runs behind RESULTS.md).
+
+--holder adds bench/compare's background for the whole run: 16 slow-reader
+streams (2 threads, never pinned) reading 1M/s each, held at max=8M in
+ab/held, a sibling of the measured group ab/g (--holder sibling), in a group
+of its own parent (other), or without the shim (plain). A configuration
+PATH@GROUP=ab/held measures inside the held group, as compare's "limit".
 """
 import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
@@ -52,7 +60,41 @@ def setup(spec, ns):
         for item in kv.split(","):
             k, _, v = item.partition("=")
             extra[k.lower()] = v
-    return benchlib.preload_env(spec, "ab/g", ns, **extra), []
+    return benchlib.preload_env(spec, extra.pop("group", "ab/g"), ns, **extra), []
+
+
+HOLDER_GROUP = {"sibling": "ab/held", "other": "bg/held", "plain": None}
+
+
+def start_holder(a, lib, ns):
+    """bench/compare's background workload (see --holder); None if none."""
+    if not a.holder:
+        return None
+    group = HOLDER_GROUP[a.holder]
+    ctl = os.path.join(a.build_dir, "sockmemctl")
+    if group:
+        subprocess.run([ctl, "--namespace", ns, "set", group, "max=8M"], check=True,
+                       env=benchlib.clean_env())
+        env = benchlib.preload_env(lib, group, ns)
+    else:
+        env = benchlib.clean_env()
+    p = subprocess.Popen([os.path.join(a.build_dir, "sockmem-bench"), "stream", "-c", "16",
+                          "-t", "2", "--slow-reader", "1M", "-d", "3600", "--sample-ms", "0",
+                          "--json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # the queues fill up to the max
+    if p.poll() is not None:
+        raise SystemExit("ab-libs: the holder ended: %s" % p.stderr.read().decode().strip())
+    return p
+
+
+def stop_holder(p):
+    if p and p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def record(a, libs, table, loadsum):
@@ -64,6 +106,11 @@ def record(a, libs, table, loadsum):
         f.write("- Machine: %s x %s, %s, kernel %s; during the run %.0f%% of the CPU time "
                 "idle, %s.\n" % (m["cpus"], m["cpu"], m["memory"], m["kernel"], idle, ld))
         f.write("- Command: `bench/ab-libs.py %s`\n" % " ".join(sys.argv[1:]))
+        if a.holder:
+            f.write("- Background (--holder %s): 16 slow-reader streams at 1M/s held at max=8M "
+                    "%s.\n" % (a.holder, {"sibling": "in ab/held, a sibling of ab/g",
+                                          "other": "in bg/held (another parent)",
+                                          "plain": "without the shim (no group)"}[a.holder]))
         f.write("- Median paired ratio against no preload (batch k against batch k) with its "
                 "interquartile range, over %d runs x %d batches. Rows in time per pair: lower "
                 "is better (1.02 = 2%% slower, 0.980 of the throughput); rows in Gbit/s: "
@@ -87,6 +134,8 @@ def main():
     ap.add_argument("--record", metavar="FILE",
                     help="also append the results, with date, commit, machine, load and "
                     "this command, to FILE (markdown; e.g. bench/AB-RESULTS.md)")
+    ap.add_argument("--holder", choices=sorted(HOLDER_GROUP),
+                    help="run bench/compare's background workload throughout (see above)")
     ap.add_argument("configs", nargs="+", metavar="NAME=PATH")
     a = ap.parse_args()
     libs = dict(c.split("=", 1) for c in a.configs if "=" in c)
@@ -100,14 +149,16 @@ def main():
     bench = os.path.join(a.build_dir, "sockmem-bench")
     cfgs = list(setups)
     load, table = benchlib.CpuLoad(), []
+    holder = None
     try:
+        holder = start_holder(a, next(v.split("@")[0].split(":")[0] for v in libs.values()), ns)
         for label, args in WORKLOADS[a.workload]:
             ratios = {k: [] for k in libs}
             for r in range(a.runs):
-                order = list(cfgs)  # a new ring order each run (seeded)
+                order = list(cfgs)  # a new order every round (seeded)
                 random.Random(r).shuffle(order)
                 res = benchlib.lockstep(bench, args + ["-b", str(a.batches)], order, setups,
-                                        who="ab-libs", cpu=cpu)
+                                        who="ab-libs", cpu=cpu, seed=r)
                 base = res["none"]["samples"]
                 for c in libs:
                     ratios[c] += [x / y for x, y in zip(res[c]["samples"], base)]
@@ -124,6 +175,7 @@ def main():
         if a.record:
             record(a, libs, table, load.summary())
     finally:
+        stop_holder(holder)
         benchlib.remove_namespace(a.build_dir, ns, "ab/g")
 
 

@@ -1,16 +1,19 @@
 """Shared machinery of bench/compare and bench/run-percall.py.
 
 Configurations are run in lockstep (sockmem-bench --turns): one process per
-configuration, a ring of pipes passes one token and only its holder measures
-a batch, so batch k of every configuration is taken within milliseconds of
-the others and the slow drifts of a noisy machine cancel in paired ratios.
+configuration, a driver hands one token around (in a new order every round)
+and only its holder measures a batch, so batch k of every configuration is
+taken within milliseconds of the others and the slow drifts of a noisy
+machine cancel in paired ratios.
 """
 import csv
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 # Under the Sanitize build the ASan runtime must be preloaded ahead of the
@@ -88,41 +91,81 @@ def pin_cpu(arg):
     return cpu
 
 
-def lockstep(bench, args, order, setups, who="bench", timeout=600, cpu=None):
-    """Run one sockmem-bench per configuration in a ring of pipes and return
-    {config: JSON object}. order[0] measures first; setups[cfg] is
-    (environment, command prefix), e.g. (env, ["trickle", ...]). cpu: run
-    every member on that one CPU (same-thread workloads: then no
-    configuration gets a better or busier CPU than another; only the token
-    holder runs, the others wait on a pipe). Raises LockstepError if a
-    member fails or the run outlasts timeout seconds."""
+def _drive_turns(order, ends, seed, holder):
+    """The token's rounds (see lockstep). A member that has measured its
+    last batch (or failed) exits: its pipe back reads end-of-file and it
+    leaves the rounds. Closes every pipe end it was given; holder[0] is the
+    member holding the token."""
+    rng = random.Random(seed)
+    live = list(order)
+    while live:
+        for cfg in list(live):
+            tin, tout = ends[cfg]
+            holder[0] = cfg
+            try:
+                os.write(tin, b"t")
+                got = os.read(tout, 1)
+            except OSError:  # EPIPE: it exited without reading the token
+                got = b""
+            if not got:
+                live.remove(cfg)
+                os.close(tin)
+                os.close(tout)
+        rng.shuffle(live)
+    holder[0] = None
+
+
+def lockstep(bench, args, order, setups, who="bench", timeout=600, cpu=None, seed=0):
+    """Run one sockmem-bench per configuration in lockstep and return
+    {config: JSON object}. setups[cfg] is (environment, command prefix),
+    e.g. (env, ["trickle", ...]). A driver thread hands one token around:
+    the member holding it measures one batch and hands it back, then the
+    next one gets it; the others wait on a pipe. Round 0 goes in `order`;
+    every later round in a new order (random.Random(seed)), so that no
+    configuration always measures right after the same one, or at the same
+    phase of a periodic disturbance (another workload's timers, a helper
+    thread's ticks), which a fixed ring would turn into a bias of one
+    configuration for the whole run. cpu: run every member on that one CPU
+    (same-thread workloads: then no configuration gets a better or busier
+    CPU than another). Raises LockstepError if a member fails or the run
+    outlasts timeout seconds."""
     pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
-    n = len(order)
-    pipes = [os.pipe() for _ in order]
-    procs = []
+    procs, ends = [], {}
     try:
-        for i, cfg in enumerate(order):
-            rin, wout = pipes[i][0], pipes[(i + 1) % n][1]
+        for cfg in order:
+            tin, tout = os.pipe(), os.pipe()  # driver -> member, member -> driver
             env, prefix = setups[cfg]
             cmd = list(prefix) + [bench] + args + [
-                "--json", "--samples", "--turns", "%d:%d" % (rin, wout)]
-            procs.append((cfg, cmd, subprocess.Popen(
-                cmd, env=env, pass_fds=(rin, wout), preexec_fn=pin,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
-        os.write(pipes[0][1], b"t")
-    finally:
-        for r, w in pipes:
-            os.close(r)
-            os.close(w)
+                "--json", "--samples", "--turns", "%d:%d" % (tin[0], tout[1])]
+            try:
+                procs.append((cfg, cmd, subprocess.Popen(
+                    cmd, env=env, pass_fds=(tin[0], tout[1]), preexec_fn=pin,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+            finally:
+                os.close(tin[0])
+                os.close(tout[1])
+            ends[cfg] = (tin[1], tout[0])
+    except BaseException:
+        for t, f in ends.values():
+            os.close(t)
+            os.close(f)
+        for _c, _m, p in procs:
+            p.kill()
+            p.wait()
+        raise
+    holder = [order[0]]
+    driver = threading.Thread(target=_drive_turns, args=(list(order), ends, seed, holder),
+                              daemon=True)
+    driver.start()
     out, failed, hung = {}, None, None
     deadline = time.monotonic() + timeout
     for cfg, cmd, p in procs:
         try:
             stdout, stderr = p.communicate(timeout=max(deadline - time.monotonic(), 1))
         except subprocess.TimeoutExpired:
-            # The first member still running at the deadline holds the
-            # token (the others wait for it): it is the one that hung.
-            hung = hung or cfg
+            # The member holding the token at the deadline is the one that
+            # hung (the others wait for it).
+            hung = hung or holder[0] or cfg
             for _c, _m, q in procs:
                 if q.poll() is None:
                     q.kill()
@@ -133,12 +176,12 @@ def lockstep(bench, args, order, setups, who="bench", timeout=600, cpu=None):
                                 cfg)
             continue
         out[cfg] = json.loads(stdout)
+    driver.join()
     if hung:
         raise LockstepError("%s: lockstep %s: %s hung (no result after %d s)"
                             % (who, " ".join(args), hung, timeout), hung)
     if failed:
-        # One member failing leaves the others waiting for the token: they
-        # were killed by the timeout above or ended on the closed pipe.
+        # A member that failed left the rounds; the others finished.
         raise LockstepError(*failed)
     return out
 

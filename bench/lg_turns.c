@@ -1,11 +1,13 @@
 /*
  * sockmem-bench: lockstep turns between concurrently running instances.
  *
- * The driver (bench/run-percall.py) connects the instances in a ring of
- * pipes and drops one byte into the first; each instance waits for the
- * byte, measures one batch, and passes the byte on. Only one instance
- * measures at a time, and consecutive batches of different configurations
- * are milliseconds apart.
+ * The driver (bench/benchlib.py, lockstep) gives each instance a pipe in
+ * and a pipe back, and hands one byte around: each instance waits for the
+ * byte, measures one batch, and hands it back; the driver then gives it to
+ * the next instance, in a new order every round. (Instances chained in a
+ * ring of pipes, IN of one being OUT of the previous, work too.) Only one
+ * instance measures at a time, and consecutive batches of different
+ * configurations are milliseconds apart.
  */
 #include <errno.h>
 #include <poll.h>

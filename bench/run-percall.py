@@ -10,10 +10,10 @@ it measures the same-thread per-call time (64 B, 16 KiB and 64 KiB send+recv pai
 and bulk stream throughput (1 and 8 connections), --runs times each.
 
 The three configurations of a workload run at the same time in lockstep
-(sockmem-bench --turns): a ring of pipes passes one token, and only its
-holder measures a batch, so batch k of every configuration is taken within
-milliseconds of the others and the slow drifts of a noisy machine cancel in
-the paired ratios. Which configuration goes first rotates from run to run.
+(sockmem-bench --turns): a driver hands one token around, in a new order
+every round, and only its holder measures a batch, so batch k of every
+configuration is taken within milliseconds of the others and the slow drifts
+of a noisy machine cancel in the paired ratios.
 Each run also times the charge path (sockmem-charge-bench).
 
 Prints a markdown table of medians with min/max and the ratios against no
@@ -98,14 +98,15 @@ def run_charge(a, rows, run):
                              "alloc_bytes": ""})
 
 
-def lockstep(a, args, order, lib, ns):
-    """{config: JSON object} of one lockstep run; order[0] measures first.
-    The same-thread per-call workloads run on one CPU (--cpu)."""
+def lockstep(a, args, order, lib, ns, seed):
+    """{config: JSON object} of one lockstep run; order[0] measures first,
+    later rounds go in orders drawn from seed. The same-thread per-call
+    workloads run on one CPU (--cpu)."""
     cpu = a.cpu if args[0] == "percall" else None
     try:
         return benchlib.lockstep(os.path.join(a.build_dir, "sockmem-bench"), args, order,
                                  {c: (config_env(c, lib, ns), []) for c in order},
-                                 who="run-percall", cpu=cpu)
+                                 who="run-percall", cpu=cpu, seed=seed)
     except benchlib.LockstepError as e:
         raise SystemExit(str(e))
 
@@ -116,7 +117,7 @@ def one_run(a, wl, run, lib, ns, rows):
         k = (run + wi) % len(CONFIGS)
         order = CONFIGS[k:] + CONFIGS[:k]
         log("[run %d/%d] %-12s lockstep %s" % (run + 1, a.runs, name, " > ".join(order)))
-        res = lockstep(a, args, order, lib, ns)
+        res = lockstep(a, args, order, lib, ns, 1000 * run + wi)
         for cfg, o in res.items():
             rows.append({"run": run, "workload": name, "config": cfg, "metric": key,
                          "batch": "", "value": o["results"][key],
