@@ -290,8 +290,12 @@ static void store_limits(struct sockmem_group *g, int64_t max, int64_t high, int
 		atomic_store_explicit(field[which[k]], steps[k][which[k]], memory_order_relaxed);
 }
 
-int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int64_t high,
-			     int64_t low, char *err, size_t errlen)
+/* Set limits on the group at idx, or (path not NULL) on the live group with
+ * that path, found under the table lock: creating, removing and reusing an
+ * entry take that lock too, so the limits cannot land on a group that took
+ * the entry of one removed in between. */
+static int set_limits(sockmem_seg_t *seg, uint32_t idx, const char *path, int64_t max,
+		      int64_t high, int64_t low, char *err, size_t errlen)
 {
 	struct sockmem_group *g;
 	int64_t nmax, nhigh, nlow;
@@ -300,6 +304,8 @@ int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int6
 	if (check_limit(max, "max", err, errlen) || check_limit(high, "high", err, errlen) ||
 	    check_limit(low, "low", err, errlen))
 		return -EINVAL;
+	if (path && sockmem_path_valid(path, NULL) < 0)
+		return sm_fail(err, errlen, -EINVAL, "'%s' is not a group path", path);
 	rc = sm_table_lock(seg);
 	if (rc == -ETIMEDOUT)
 		return sm_fail(err, errlen, rc,
@@ -309,9 +315,14 @@ int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int6
 	if (rc < 0)
 		return sm_fail(err, errlen, rc, "segment %s: table lock: %s", seg->name,
 			       strerror(-rc));
+	if (path)
+		idx = find(seg, path, strlen(path));
 	g = sm_group_live(seg, idx);
 	if (!g) {
-		rc = sm_fail(err, errlen, -ENOENT, "group %u does not exist", idx);
+		if (path)
+			rc = sm_fail(err, errlen, -ENOENT, "group '%s' does not exist", path);
+		else
+			rc = sm_fail(err, errlen, -ENOENT, "group %u does not exist", idx);
 		goto out;
 	}
 	nmax = max == SOCKMEM_KEEP ? RLX(&g->max) : max;
@@ -328,6 +339,18 @@ int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int6
 out:
 	sm_table_unlock(seg);
 	return rc;
+}
+
+int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int64_t high,
+			     int64_t low, char *err, size_t errlen)
+{
+	return set_limits(seg, idx, NULL, max, high, low, err, errlen);
+}
+
+int sockmem_group_set_limits_path(sockmem_seg_t *seg, const char *path, int64_t max,
+				  int64_t high, int64_t low, char *err, size_t errlen)
+{
+	return set_limits(seg, SOCKMEM_NONE, path, max, high, low, err, errlen);
 }
 
 /* Concurrency: racy by design (a concurrent charge may raise it again). */

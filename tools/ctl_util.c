@@ -376,9 +376,14 @@ int ctl_ensure_group(sockmem_seg_t *seg, const char *path, int64_t max, int64_t 
 		return ctl_fail(CTL_ERR, "cannot create group '%s': %s", path, strerror(-rc));
 	if (max == SOCKMEM_KEEP && high == SOCKMEM_KEEP && low == SOCKMEM_KEEP)
 		return CTL_OK;
-	rc = sockmem_group_set_limits(seg, *idx, max, high, low, err, sizeof(err));
+	/* By path: another sockmemctl may have removed the group since it was
+	 * created, and a third created another in its entry. */
+	rc = sockmem_group_set_limits_path(seg, path, max, high, low, err, sizeof(err));
 	if (rc == 0)
 		return CTL_OK;
+	if (rc == -ENOENT)
+		return ctl_fail(CTL_ERR, "group '%s' was removed while its limits were being set",
+				path);
 	ctl_undo_groups(seg, path, from); /* a refused request leaves nothing behind */
 	return ctl_fail(CTL_ERR, "refused: %s", err[0] ? err : strerror(-rc));
 }

@@ -188,6 +188,36 @@ Test(group, set_limits_validation)
 	sockmem_close(seg);
 }
 
+/* sockmemctl creates a group, then sets its limits: by path, so that they
+ * cannot land on another group that took the entry of one removed in between
+ * (by index they would: the first assertion on `b` shows the hazard). */
+Test(group, set_limits_by_path_never_lands_on_a_reused_entry)
+{
+	sockmem_seg_t *seg = t_open("g-limits-path");
+	uint32_t a = t_group(seg, "a"), b;
+	char err[SOCKMEM_ERRLEN];
+
+	cr_assert_eq(sockmem_group_remove(seg, "a"), 0);
+	b = t_group(seg, "b");
+	cr_assert_eq(b, a, "precondition: b took a's entry");
+	err[0] = '\0';
+	cr_expect_eq(sockmem_group_set_limits_path(seg, "a", 1 << 20, SOCKMEM_KEEP, SOCKMEM_KEEP,
+						   err, sizeof(err)),
+		     -ENOENT);
+	cr_expect(strstr(err, "'a'"), "names the path: %s", err);
+	cr_expect_eq(sockmem_group_at(seg, b)->max, SOCKMEM_UNLIMITED, "b untouched");
+	cr_expect_eq(sockmem_group_set_limits_path(seg, "b", 1 << 20, SOCKMEM_KEEP, SOCKMEM_KEEP,
+						   err, sizeof(err)),
+		     0, "%s", err);
+	cr_expect_eq(sockmem_group_at(seg, b)->max, 1 << 20);
+	cr_expect_eq(sockmem_group_set_limits_path(seg, "b/../c", 1, 1, 1, err, sizeof(err)),
+		     -EINVAL);
+	cr_expect_eq(sockmem_group_set_limits_path(seg, "b", 1 << 19, 1 << 20, SOCKMEM_KEEP, err,
+						   sizeof(err)),
+		     -EINVAL, "the rule still holds");
+	sockmem_close(seg);
+}
+
 Test(group, max_below_usage_accepted_with_pressure)
 {
 	sockmem_seg_t *seg = t_open("g-maxbelow");
