@@ -92,12 +92,20 @@ def pin_cpu(arg):
 
 
 def _drive_turns(order, ends, seed, holder):
-    """The token's rounds (see lockstep). A member that has measured its
-    last batch (or failed) exits: its pipe back reads end-of-file and it
-    leaves the rounds. Closes every pipe end it was given; holder[0] is the
-    member holding the token."""
+    """The token's rounds (see lockstep), once every member said it is
+    ready (set up and warmed up: none of them still busy while another
+    measures its first batch). A member that has measured its last batch
+    (or failed) exits: its pipe back reads end-of-file and it leaves the
+    rounds. Closes every pipe end it was given; holder[0] is the member
+    the driver waits for."""
     rng = random.Random(seed)
     live = list(order)
+    for cfg in order:
+        holder[0] = cfg
+        if not os.read(ends[cfg][1], 1):  # it failed before it was ready
+            live.remove(cfg)
+            os.close(ends[cfg][0])
+            os.close(ends[cfg][1])
     while live:
         for cfg in list(live):
             tin, tout = ends[cfg]
@@ -163,8 +171,8 @@ def lockstep(bench, args, order, setups, who="bench", timeout=600, cpu=None, see
         try:
             stdout, stderr = p.communicate(timeout=max(deadline - time.monotonic(), 1))
         except subprocess.TimeoutExpired:
-            # The member holding the token at the deadline is the one that
-            # hung (the others wait for it).
+            # The member the driver waits for at the deadline (to be ready,
+            # or to hand the token back) is the one that hung.
             hung = hung or holder[0] or cfg
             for _c, _m, q in procs:
                 if q.poll() is None:

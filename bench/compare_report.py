@@ -120,12 +120,15 @@ def markdown(a, wl, rows, recs, stats, loadsum, meta, plots, configs, label):
       "share this machine, so every figure that matters is a ratio taken within the "
       "run (see Method)." % (idle, ld or "load average not sampled"))
     w("- **Command:** `bench/compare %s`" % " ".join(sys.argv[1:]))
+    launches = getattr(a, "percall_launches", 1)
     w("- **Sizes:** %d runs; each run: %d lockstep batches per workload (percall %d "
-      "pairs of 64 B / %d of 16 and of 64 KiB per batch; ping-pong %d round trips; streams %.3g s "
-      "in %d slices), charge-bench %d ms per measurement, kernel-peak runs of %.3g s."
+      "pairs of 64 B / %d of 16 and of 64 KiB per batch, %s; ping-pong %d round trips; "
+      "streams %.3g s in %d slices), charge-bench %d ms per measurement, kernel-peak runs "
+      "of %.3g s."
       % (a.runs, a.batches, a.iterations, max(a.iterations // 2, 1),
-         a.iterations * a.batches, a.stream_seconds, a.batches, a.charge_ms,
-         a.kmem_seconds))
+         "in each of %d launches of fresh processes" % launches if launches > 1
+         else "one launch", a.iterations * a.batches, a.stream_seconds, a.batches,
+         a.charge_ms, a.kmem_seconds))
     w()
     method(w, a, label)
     cost_table(w, wl, rows, cfgs, label, a)
@@ -171,7 +174,12 @@ def method(w, a, label):
       "configuration measures first, and which one measures right before another, "
       "changes from batch to batch: with a fixed ring, a periodic disturbance (the "
       "background workload's timers) could fall on one configuration's turns for a "
-      "whole run. The same-thread per-call "
+      "whole run. The first round starts once every member is set up and warmed up. A "
+      "process keeps one layout for life (where its buffers land, which slot of the segment "
+      "it charges through), and whole runs of one configuration, pass-through too, sat "
+      "several percent off the others; so each run measures the per-call workloads in "
+      "several launches of fresh processes (`--percall-launches`) and pools their batches. "
+      "The same-thread per-call "
       "workloads run every configuration on one CPU (%s), so that none of them gets a "
       "better or busier CPU than another (placement alone moved single runs by 30%%); "
       "so does the one-stream workload (one thread pumps both ends); ping-pong (two "

@@ -61,6 +61,7 @@ int sm_lg_percall(const struct sm_lg_opts *o, struct sm_lg_report *r)
 	sm_lg_set_timeout(a, o->timeout_s);
 	sm_lg_set_timeout(b, o->timeout_s);
 	percall_batch(a, b, buf, o->size, o->iterations / 10 + 1, &warm, clk);
+	sm_lg_turn_ready(o);
 
 	sm_lg_alloc_snap(&before);
 	for (int i = 0; i < o->batches; i++) {
@@ -197,6 +198,7 @@ int sm_lg_pingpong(const struct sm_lg_opts *o, struct sm_lg_report *r)
 	sm_lg_set_timeout(b, o->timeout_s);
 	pid = spawn_echo(b, a, o->size);
 	pingpong_loop(a, buf, o->size, lat, per / 10 + 1, UINT64_MAX); /* warm-up */
+	sm_lg_turn_ready(o);
 
 	sm_lg_alloc_snap(&before);
 	deadline = sm_lg_now_ns() + (uint64_t)(o->duration * 1e9);

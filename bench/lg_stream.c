@@ -339,6 +339,7 @@ static void measure(struct stream_run *s, struct sm_lg_report *r, double *rate)
 
 	if (slices > 1)
 		gate_set(&s->gate, true);
+	sm_lg_turn_ready(o); /* the workers held: nothing of ours runs until our turn */
 	for (int k = 0; k < slices; k++) {
 		uint64_t rx0, rx1, t0, t1, c0, c1;
 

@@ -2,12 +2,13 @@
  * sockmem-bench: lockstep turns between concurrently running instances.
  *
  * The driver (bench/benchlib.py, lockstep) gives each instance a pipe in
- * and a pipe back, and hands one byte around: each instance waits for the
- * byte, measures one batch, and hands it back; the driver then gives it to
- * the next instance, in a new order every round. (Instances chained in a
- * ring of pipes, IN of one being OUT of the previous, work too.) Only one
- * instance measures at a time, and consecutive batches of different
- * configurations are milliseconds apart.
+ * and a pipe back. Each instance sets up, warms up, then says it is ready
+ * (one byte back); once all are, the driver hands one byte around: the
+ * instance holding it measures one batch and hands it back, and the driver
+ * gives it to the next one, in a new order every round. Only one instance
+ * measures at a time, none is still setting up or warming up meanwhile,
+ * and consecutive batches of different configurations are milliseconds
+ * apart.
  */
 #include <errno.h>
 #include <poll.h>
@@ -44,17 +45,26 @@ void sm_lg_turn_wait(const struct sm_lg_opts *o)
 		sm_lg_die("--turns: the ring was closed before our turn");
 }
 
-void sm_lg_turn_pass(const struct sm_lg_opts *o)
+static void turn_write(const struct sm_lg_opts *o, char b)
 {
-	char b = 't';
 	ssize_t n;
 
-	if (o->turn_out < 0)
-		return;
 	do
 		n = write(o->turn_out, &b, 1);
 	while (n < 0 && errno == EINTR);
-	/* EPIPE after the last batch: the next instance has already finished. */
+	/* EPIPE: the driver is gone (it was killed, or gave up on us). */
 	if (n < 0 && errno != EPIPE)
 		sm_lg_die("--turns: write: %s", strerror(errno));
+}
+
+void sm_lg_turn_ready(const struct sm_lg_opts *o)
+{
+	if (o->turn_out >= 0)
+		turn_write(o, 'r');
+}
+
+void sm_lg_turn_pass(const struct sm_lg_opts *o)
+{
+	if (o->turn_out >= 0)
+		turn_write(o, 't');
 }

@@ -74,9 +74,12 @@ void sm_lg_print(const struct sm_lg_opts *o, const struct sm_lg_report *r);
 
 /* ---- lockstep turns (--turns IN:OUT) -----------------------------------
  * Several configurations of the program (e.g. with and without a preloaded
- * shim) run at once and take turns through a ring of pipes, so that each
- * batch of one is measured right next to a batch of the others and slow
- * drifts of a noisy machine cancel out in their ratios. */
+ * shim) run at once and take turns from a driver (bench/benchlib.py), so
+ * that each batch of one is measured right next to a batch of the others
+ * and slow drifts of a noisy machine cancel out in their ratios. Ready:
+ * once set up and warmed up, with nothing left running (stream workers
+ * held), before the first batch. */
+void sm_lg_turn_ready(const struct sm_lg_opts *o);
 void sm_lg_turn_wait(const struct sm_lg_opts *o);
 void sm_lg_turn_pass(const struct sm_lg_opts *o);
 
