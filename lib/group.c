@@ -294,8 +294,8 @@ static void store_limits(struct sockmem_group *g, int64_t max, int64_t high, int
  * that path, found under the table lock: creating, removing and reusing an
  * entry take that lock too, so the limits cannot land on a group that took
  * the entry of one removed in between. */
-static int set_limits(sockmem_seg_t *seg, uint32_t idx, const char *path, int64_t max,
-		      int64_t high, int64_t low, char *err, size_t errlen)
+static int set_limits(sockmem_seg_t *seg, uint32_t idx, const char *path, int64_t max, int64_t high,
+		      int64_t low, char *err, size_t errlen)
 {
 	struct sockmem_group *g;
 	int64_t nmax, nhigh, nlow;
@@ -347,8 +347,8 @@ int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int6
 	return set_limits(seg, idx, NULL, max, high, low, err, errlen);
 }
 
-int sockmem_group_set_limits_path(sockmem_seg_t *seg, const char *path, int64_t max,
-				  int64_t high, int64_t low, char *err, size_t errlen)
+int sockmem_group_set_limits_path(sockmem_seg_t *seg, const char *path, int64_t max, int64_t high,
+				  int64_t low, char *err, size_t errlen)
 {
 	return set_limits(seg, SOCKMEM_NONE, path, max, high, low, err, errlen);
 }

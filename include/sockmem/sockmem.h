@@ -131,8 +131,8 @@ int sockmem_group_set_limits(sockmem_seg_t *seg, uint32_t idx, int64_t max, int6
 /* The same on the live group with that path, looked up under the table lock:
  * an index taken earlier may by now name another group (the one it named
  * removed, its entry reused). -ENOENT if there is none. */
-int sockmem_group_set_limits_path(sockmem_seg_t *seg, const char *path, int64_t max,
-				  int64_t high, int64_t low, char *err, size_t errlen);
+int sockmem_group_set_limits_path(sockmem_seg_t *seg, const char *path, int64_t max, int64_t high,
+				  int64_t low, char *err, size_t errlen);
 /* The rule sockmem_group_set_limits enforces, on final values (no
  * SOCKMEM_KEEP): none negative, high <= max unless high is SOCKMEM_UNLIMITED
  * (no high watermark), low <= min(high, max). 0 or -EINVAL with `err` saying
