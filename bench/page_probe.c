@@ -133,7 +133,8 @@ int main(int argc, char **argv)
 			json = 1;
 		else {
 			fprintf(o == 'h' ? stdout : stderr,
-				"usage: sockmem-page-probe [--iterations N] [--repeat R] [--json]\n");
+				"usage: sockmem-page-probe [--iterations N] [--repeat R] "
+				"[--json]\n");
 			return o == 'h' ? 0 : 2;
 		}
 	}

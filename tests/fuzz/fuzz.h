@@ -21,13 +21,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* A property that must hold for every input. abort() is what libFuzzer and
  * the replay driver both treat as a crash; the message says which property. */
-#define FZ_CHECK(cond)                                                                   \
-	do {                                                                             \
-		if (!(cond)) {                                                           \
-			fprintf(stderr, "fuzz property violated at %s:%d: %s\n", __FILE__, \
-				__LINE__, #cond);                                        \
-			abort();                                                         \
-		}                                                                        \
+#define FZ_CHECK(cond)                                                                             \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz property violated at %s:%d: %s\n", __FILE__,         \
+				__LINE__, #cond);                                                  \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 /* Copy data[0..size) into a NUL-terminated string in buf (cap bytes),

@@ -20,7 +20,7 @@
 #include "sockmem/sockmem.h"
 
 #define MAX_ENV 64
-#define MAX_IN 4096
+#define MAX_IN	4096
 
 static int64_t field_i64(const struct sm_config *c, const struct sm_option *o)
 {

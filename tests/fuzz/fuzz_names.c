@@ -95,8 +95,8 @@ static bool ref_size(const char *s, int64_t *out)
 		return false;
 	if (*p && strcasecmp(p, "b") != 0) {
 		shift = unit_shift(*p);
-		if (shift < 0 || (p[1] && strcasecmp(p + 1, "b") != 0 &&
-				  strcasecmp(p + 1, "ib") != 0))
+		if (shift < 0 ||
+		    (p[1] && strcasecmp(p + 1, "b") != 0 && strcasecmp(p + 1, "ib") != 0))
 			return false;
 	}
 	v <<= shift;

@@ -29,15 +29,15 @@
 #include "segfuzz.h"
 
 #define MAX_PATCHES 64
-#define MAX_N 32
+#define MAX_N	    32
 
 static uint8_t *base_img;
 static size_t base_len;
 
 static __attribute__((noreturn)) void fail_init(const char *what, int rc, const char *err)
 {
-	fprintf(stderr, "fuzz_segment_mut: cannot build the base image: %s: %s (%d)\n", what,
-		err, rc);
+	fprintf(stderr, "fuzz_segment_mut: cannot build the base image: %s: %s (%d)\n", what, err,
+		rc);
 	abort();
 }
 
@@ -100,7 +100,11 @@ static void populate(sockmem_seg_t *seg)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct sockmem_open_opts o = {
-		.create = true, .groups = 8, .procs = 4, .slots = 4, .traces = 2,
+		.create = true,
+		.groups = 8,
+		.procs = 4,
+		.slots = 4,
+		.traces = 2,
 	};
 	char ns[SOCKMEM_NS_MAX], err[SOCKMEM_ERRLEN] = "";
 	sockmem_seg_t *seg;

@@ -19,10 +19,10 @@
 
 #include "internal.h"
 
-#define HDR(f) offsetof(struct sockmem_header, f)
-#define GRP(f) offsetof(struct sockmem_group, f)
-#define SLOT(f) offsetof(struct sockmem_slot, f)
-#define PROC(f) offsetof(struct sockmem_proc, f)
+#define HDR(f)	 offsetof(struct sockmem_header, f)
+#define GRP(f)	 offsetof(struct sockmem_group, f)
+#define SLOT(f)	 offsetof(struct sockmem_slot, f)
+#define PROC(f)	 offsetof(struct sockmem_proc, f)
 #define TRACE(f) offsetof(struct sockmem_trace, f)
 
 static const char *out_dir;
@@ -75,7 +75,11 @@ static void add_trace(sockmem_seg_t *seg, uint32_t g)
 static uint8_t *real_image(size_t *len, bool populate)
 {
 	struct sockmem_open_opts o = {
-		.create = true, .groups = 4, .procs = 2, .slots = 2, .traces = 1,
+		.create = true,
+		.groups = 4,
+		.procs = 2,
+		.slots = 2,
+		.traces = 1,
 	};
 	char ns[SOCKMEM_NS_MAX], err[SOCKMEM_ERRLEN] = "";
 	struct sockmem_cache c;
@@ -119,11 +123,11 @@ static void damaged(const uint8_t *img, size_t len, size_t compact)
 	memcpy(&h, img, sizeof(h));
 	g0 = h.group_offset;
 	g1 = h.group_offset + h.group_size; /* "t/web", child of group 0 "t" */
-#define DAMAGE(name, n, stmt)                                                              \
-	do {                                                                               \
-		memcpy(d, img, len);                                                       \
-		stmt;                                                                      \
-		put("segment", name, d, n);                                                \
+#define DAMAGE(name, n, stmt)                                                                      \
+	do {                                                                                       \
+		memcpy(d, img, len);                                                               \
+		stmt;                                                                              \
+		put("segment", name, d, n);                                                        \
 	} while (0)
 	DAMAGE("bad-magic", len, set64(d, HDR(magic), 0x1122334455667788u));
 	DAMAGE("abi-next", len, set32(d, HDR(abi_version), SOCKMEM_ABI_VERSION + 1));
@@ -187,24 +191,24 @@ static void mut_seeds(void)
 	mut_seed("unchanged", 0, 0, r, 0);
 	mut_seed("shrink-8", 1, 1, r, 0);
 	mut_seed("grow-64", 2, 8, r, 0);
-	r[0] = (struct rec){ 0, HDR(abi_version), 1, { 3 } };
+	r[0] = (struct rec){0, HDR(abi_version), 1, {3}};
 	mut_seed("pre-abi-version", 0, 0, r, 1);
-	r[0] = (struct rec){ 0, HDR(group_capacity), 4, { 9 } };
+	r[0] = (struct rec){0, HDR(group_capacity), 4, {9}};
 	mut_seed("pre-group-capacity", 0, 0, r, 1);
-	r[0] = (struct rec){ 0, (uint16_t)(g1 + GRP(parent)), 4, { 1 } };
+	r[0] = (struct rec){0, (uint16_t)(g1 + GRP(parent)), 4, {1}};
 	mut_seed("pre-parent-self", 0, 0, r, 1);
-	r[0] = (struct rec){ 0, (uint16_t)(groups + GRP(state)), 4, { 0 } };
+	r[0] = (struct rec){0, (uint16_t)(groups + GRP(state)), 4, {0}};
 	mut_seed("pre-free-root", 0, 0, r, 1);
-	r[0] = (struct rec){ 1, (uint16_t)(g1 + GRP(parent)), 4, { 1, 0, 0, 0 } };
+	r[0] = (struct rec){1, (uint16_t)(g1 + GRP(parent)), 4, {1, 0, 0, 0}};
 	mut_seed("post-parent-cycle", 0, 0, r, 1);
-	r[0] = (struct rec){ 1, (uint16_t)(slots + SLOT(group)), 4, { 0xff, 0xff, 0xff, 0x7f } };
+	r[0] = (struct rec){1, (uint16_t)(slots + SLOT(group)), 4, {0xff, 0xff, 0xff, 0x7f}};
 	mut_seed("post-slot-group", 0, 0, r, 1);
-	r[0] = (struct rec){ 1, (uint16_t)(procs + PROC(group)), 4, { 0xfe, 0xff, 0xff, 0xff } };
+	r[0] = (struct rec){1, (uint16_t)(procs + PROC(group)), 4, {0xfe, 0xff, 0xff, 0xff}};
 	mut_seed("post-proc-group", 0, 0, r, 1);
-	r[0] = (struct rec){ 1, (uint16_t)(g1 + GRP(path)), 8, { 'a', '/', 'b', '/', '.', '.' } };
+	r[0] = (struct rec){1, (uint16_t)(g1 + GRP(path)), 8, {'a', '/', 'b', '/', '.', '.'}};
 	mut_seed("post-path-dotdot", 0, 0, r, 1);
-	r[0] = (struct rec){ 1, (uint16_t)(groups + GRP(state)), 4, { 3 } };
-	r[1] = (struct rec){ 1, (uint16_t)(g1 + GRP(depth)), 4, { 0xff, 0xff, 0xff, 0xff } };
+	r[0] = (struct rec){1, (uint16_t)(groups + GRP(state)), 4, {3}};
+	r[1] = (struct rec){1, (uint16_t)(g1 + GRP(depth)), 4, {0xff, 0xff, 0xff, 0xff}};
 	mut_seed("post-dead-root", 0, 0, r, 2);
 }
 
