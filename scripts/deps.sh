@@ -10,6 +10,7 @@ pkgs=(
   gnuplot-nox                                           # sockmemctl plot, bench plots
   trickle                                               # interposition-cost peer in bench/compare
   clang libclang-rt-14-dev                              # fuzz targets (libFuzzer)
+  clang-format                                          # style.clang_format test
   valgrind                                              # memcheck of the fault helpers
   linux-perf                                            # bench/profile.py (the shim's share of CPU)
 )
