@@ -13,6 +13,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "ctl.h"
 
 static const char run_help[] =
@@ -39,6 +40,10 @@ static const char run_help[] =
 	"setuid/setgid or file-capability programs that change credentials (the\n"
 	"loader ignores LD_PRELOAD paths in secure-execution mode); run warns when\n"
 	"COMMAND is one and runs it unaccounted.\n"
+	"\n"
+	"Inherited SOCKMEM_* variables that the library would refuse (a bad value,\n"
+	"or limits that break low <= high <= max on top of the group's) would run\n"
+	"COMMAND unaccounted: run refuses them first.\n"
 	"\n"
 	"Exit status: COMMAND's; 126 if it cannot be executed, 127 if not found;\n"
 	"1 when the group cannot be set up; 2 for a usage error.\n";
@@ -407,7 +412,57 @@ static void print_dry_run(const struct ctl *ctx, const struct run_opts *o, char 
 	printf("\n");
 }
 
-static int setup_group(const struct ctl *ctx, struct run_opts *o)
+/*
+ * What the command's shim will do with its environment, judged before the
+ * group is created or changed: it parses every SOCKMEM_* variable (a bad value, and
+ * it runs the command unaccounted) and applies SOCKMEM_MAX/HIGH/LOW on top
+ * of the limits set here (build_env drops the inherited ones this run
+ * gives). Were the result to break low <= high <= max, the shim would
+ * refuse it and, again, run the command unaccounted: refuse here instead,
+ * naming the inherited variable.
+ */
+static int check_command_env(sockmem_seg_t *seg, const struct run_opts *o, char **env)
+{
+	static const char *const names[3] = {"SOCKMEM_MAX", "SOCKMEM_HIGH", "SOCKMEM_LOW"};
+	const int64_t given[3] = {o->max, o->high, o->low};
+	int64_t v[3] = {SOCKMEM_UNLIMITED, SOCKMEM_UNLIMITED, 0};
+	char err[SOCKMEM_ERRLEN] = "", from[96] = "";
+	struct sockmem_group_stat st;
+	struct sm_config cfg;
+	uint32_t idx;
+
+	if (sm_config_parse((const char *const *)env, &cfg, err, sizeof(err)) < 0)
+		return ctl_fail(CTL_ERR,
+				"refused: %s (inherited: the preloaded library would run the "
+				"command unaccounted); unset or fix it",
+				err);
+	if (sockmem_group_lookup(seg, o->group, &idx) == 0 &&
+	    sockmem_group_stat(seg, idx, &st) == 0) {
+		v[0] = st.max;
+		v[1] = st.high;
+		v[2] = st.low;
+	}
+	const int64_t inherited[3] = {cfg.max, cfg.high, cfg.low};
+
+	for (int k = 0; k < 3; k++) {
+		if (inherited[k] != SOCKMEM_KEEP) {
+			v[k] = inherited[k];
+			snprintf(from + strlen(from), sizeof(from) - strlen(from), "%s%s",
+				 from[0] ? ", " : "", names[k]);
+		} else if (given[k] != SOCKMEM_KEEP) {
+			v[k] = given[k];
+		}
+	}
+	if (!from[0] || sockmem_limits_check(v[0], v[1], v[2], err, sizeof(err)) == 0)
+		return CTL_OK;
+	return ctl_fail(CTL_ERR,
+			"refused: %s once the inherited %s %s applied (the preloaded library "
+			"would run the command unaccounted); unset %s or give that limit here",
+			err, from, strchr(from, ',') ? "are" : "is",
+			strchr(from, ',') ? "them" : "it");
+}
+
+static int setup_group(const struct ctl *ctx, struct run_opts *o, char **env)
 {
 	sockmem_seg_t *seg;
 	uint32_t idx;
@@ -416,6 +471,11 @@ static int setup_group(const struct ctl *ctx, struct run_opts *o)
 	rc = ctl_open(ctx, CTL_CREATE, &seg);
 	if (rc != CTL_OK)
 		return rc;
+	rc = check_command_env(seg, o, env);
+	if (rc != CTL_OK) {
+		sockmem_close(seg);
+		return rc;
+	}
 	o->missing_from = ctl_missing_from(seg, o->group);
 	rc = ctl_ensure_group(seg, o->group, o->max, o->high, o->low, &idx);
 	sockmem_close(seg);
@@ -465,7 +525,7 @@ int ctl_cmd_run(struct ctl *ctx, int argc, char **argv)
 		free_env(&e);
 		return CTL_OK;
 	}
-	rc = setup_group(ctx, &o);
+	rc = setup_group(ctx, &o, e.env);
 	if (rc == CTL_OK) {
 		fflush(NULL);
 		execve(o.path, o.argv, e.env);

@@ -154,6 +154,46 @@ Test(run, environment_of_the_command_and_exit_status)
 	h_free(&r);
 }
 
+/* Inherited SOCKMEM_* variables the command's shim would refuse (a bad value,
+ * or limits that break low <= high <= max on top of run's): the shim would
+ * run the command unaccounted, so run refuses first, naming the variable,
+ * and creates nothing. Compatible ones pass. */
+Test(run, inherited_limits_the_shim_would_refuse)
+{
+	const char *asan = getenv("SOCKMEM_ASAN_LIB");
+	const char *env[6] = {h_fmt("SOCKMEM_LIB=%s", harmless_lib()),
+			      "ASAN_OPTIONS=detect_leaks=0",
+			      asan && *asan ? h_fmt("LD_PRELOAD=%s", asan) : "SOCKMEM_LOG=warn"};
+	struct h_out r;
+
+	env[3] = "SOCKMEM_HIGH=64M";
+	h_env(env);
+	cr_assert_eq(CTL(&r, "run", "-g", "inh/a", "--max", "16M", "--", "true"), 1, "%s", r.out);
+	cr_assert(h_one_line(r.err) && strstr(r.err, "high") && strstr(r.err, "SOCKMEM_HIGH") &&
+			  strstr(r.err, "unaccounted"),
+		  "%s", r.err);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "stat", "inh"), 1, "the refused run created its group: %s", r.out);
+	h_free(&r);
+	/* The same against limits the group already has. */
+	cr_assert_eq(CTL(&r, "set", "inh/b", "max=16M"), 0, "%s", r.err);
+	h_free(&r);
+	cr_assert_eq(CTL(&r, "run", "-g", "inh/b", "--", "true"), 1);
+	cr_assert(h_one_line(r.err) && strstr(r.err, "SOCKMEM_HIGH"), "%s", r.err);
+	h_free(&r);
+	/* Given here, it wins: the inherited one is dropped. */
+	cr_assert_eq(CTL(&r, "run", "-g", "inh/b", "--high", "8M", "--", "true"), 0, "%s", r.err);
+	h_free(&r);
+	env[3] = "SOCKMEM_HIGH=8M";
+	cr_assert_eq(CTL(&r, "run", "-g", "inh/c", "--max", "16M", "--", "true"), 0, "%s", r.err);
+	h_free(&r);
+	env[3] = "SOCKMEM_BATCH=lots";
+	cr_assert_eq(CTL(&r, "run", "-g", "inh/d", "--", "true"), 1);
+	cr_assert(h_one_line(r.err) && strstr(r.err, "SOCKMEM_BATCH") && strstr(r.err, "lots"),
+		  "%s", r.err);
+	h_free(&r);
+}
+
 /* A name found along PATH but not executable (as env(1) and the shells
  * judge it: execvp() goes on along PATH and reports EACCES at the end): 126
  * and "Permission denied", not 127 "not found"; an executable one later in
