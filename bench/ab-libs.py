@@ -66,8 +66,9 @@ def setup(spec, ns):
 HOLDER_GROUP = {"sibling": "ab/held", "other": "bg/held", "plain": None}
 
 
-def start_holder(a, lib, ns):
-    """bench/compare's background workload (see --holder); None if none."""
+def start_holder(a, ns):
+    """bench/compare's background workload (see --holder), preloading the
+    build directory's libsockmem.so; None if none."""
     if not a.holder:
         return None
     group = HOLDER_GROUP[a.holder]
@@ -75,7 +76,7 @@ def start_holder(a, lib, ns):
     if group:
         subprocess.run([ctl, "--namespace", ns, "set", group, "max=8M"], check=True,
                        env=benchlib.clean_env())
-        env = benchlib.preload_env(lib, group, ns)
+        env = benchlib.preload_env(os.path.join(a.build_dir, "libsockmem.so"), group, ns)
     else:
         env = benchlib.clean_env()
     p = subprocess.Popen([os.path.join(a.build_dir, "sockmem-bench"), "stream", "-c", "16",
@@ -151,7 +152,7 @@ def main():
     load, table = benchlib.CpuLoad(), []
     holder = None
     try:
-        holder = start_holder(a, next(v.split("@")[0].split(":")[0] for v in libs.values()), ns)
+        holder = start_holder(a, ns)
         for label, args in WORKLOADS[a.workload]:
             ratios = {k: [] for k in libs}
             for r in range(a.runs):

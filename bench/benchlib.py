@@ -141,22 +141,29 @@ def lockstep(bench, args, order, setups, who="bench", timeout=600, cpu=None, see
     procs, ends = [], {}
     try:
         for cfg in order:
-            tin, tout = os.pipe(), os.pipe()  # driver -> member, member -> driver
+            rin, tin = os.pipe()  # driver -> member
+            ends[cfg] = (tin, None)
+            try:
+                tout, wout = os.pipe()  # member -> driver
+            except OSError:
+                os.close(rin)
+                raise
+            ends[cfg] = (tin, tout)
             env, prefix = setups[cfg]
             cmd = list(prefix) + [bench] + args + [
-                "--json", "--samples", "--turns", "%d:%d" % (tin[0], tout[1])]
+                "--json", "--samples", "--turns", "%d:%d" % (rin, wout)]
             try:
                 procs.append((cfg, cmd, subprocess.Popen(
-                    cmd, env=env, pass_fds=(tin[0], tout[1]), preexec_fn=pin,
+                    cmd, env=env, pass_fds=(rin, wout), preexec_fn=pin,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
             finally:
-                os.close(tin[0])
-                os.close(tout[1])
-            ends[cfg] = (tin[1], tout[0])
+                os.close(rin)
+                os.close(wout)
     except BaseException:
         for t, f in ends.values():
             os.close(t)
-            os.close(f)
+            if f is not None:
+                os.close(f)
         for _c, _m, p in procs:
             p.kill()
             p.wait()
