@@ -457,9 +457,10 @@ static int check_command_env(sockmem_seg_t *seg, const struct run_opts *o, char 
 		return CTL_OK;
 	return ctl_fail(CTL_ERR,
 			"refused: %s once the inherited %s %s applied (the preloaded library "
-			"would run the command unaccounted); unset %s or give that limit here",
+			"would run the command unaccounted); unset %s or give %s to run",
 			err, from, strchr(from, ',') ? "are" : "is",
-			strchr(from, ',') ? "them" : "it");
+			strchr(from, ',') ? "them" : "it",
+			strchr(from, ',') ? "those limits" : "that limit");
 }
 
 static int setup_group(const struct ctl *ctx, struct run_opts *o, char **env)
