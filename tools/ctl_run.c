@@ -429,7 +429,9 @@ static int check_command_env(sockmem_seg_t *seg, const struct run_opts *o, char 
 	char err[SOCKMEM_ERRLEN] = "", from[96] = "";
 	struct sockmem_group_stat st;
 	struct sm_config cfg;
+	int64_t inherited[3];
 	uint32_t idx;
+	int nfrom = 0;
 
 	if (sm_config_parse((const char *const *)env, &cfg, err, sizeof(err)) < 0)
 		return ctl_fail(CTL_ERR,
@@ -442,25 +444,25 @@ static int check_command_env(sockmem_seg_t *seg, const struct run_opts *o, char 
 		v[1] = st.high;
 		v[2] = st.low;
 	}
-	const int64_t inherited[3] = {cfg.max, cfg.high, cfg.low};
-
+	inherited[0] = cfg.max;
+	inherited[1] = cfg.high;
+	inherited[2] = cfg.low;
 	for (int k = 0; k < 3; k++) {
 		if (inherited[k] != SOCKMEM_KEEP) {
 			v[k] = inherited[k];
 			snprintf(from + strlen(from), sizeof(from) - strlen(from), "%s%s",
-				 from[0] ? ", " : "", names[k]);
+				 nfrom++ ? ", " : "", names[k]);
 		} else if (given[k] != SOCKMEM_KEEP) {
 			v[k] = given[k];
 		}
 	}
-	if (!from[0] || sockmem_limits_check(v[0], v[1], v[2], err, sizeof(err)) == 0)
+	if (nfrom == 0 || sockmem_limits_check(v[0], v[1], v[2], err, sizeof(err)) == 0)
 		return CTL_OK;
 	return ctl_fail(CTL_ERR,
 			"refused: %s once the inherited %s %s applied (the preloaded library "
 			"would run the command unaccounted); unset %s or give %s to run",
-			err, from, strchr(from, ',') ? "are" : "is",
-			strchr(from, ',') ? "them" : "it",
-			strchr(from, ',') ? "those limits" : "that limit");
+			err, from, nfrom > 1 ? "are" : "is", nfrom > 1 ? "them" : "it",
+			nfrom > 1 ? "those limits" : "that limit");
 }
 
 static int setup_group(const struct ctl *ctx, struct run_opts *o, char **env)

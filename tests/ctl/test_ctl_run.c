@@ -161,12 +161,14 @@ Test(run, environment_of_the_command_and_exit_status)
 Test(run, inherited_limits_the_shim_would_refuse)
 {
 	const char *asan = getenv("SOCKMEM_ASAN_LIB");
-	const char *env[6] = {h_fmt("SOCKMEM_LIB=%s", harmless_lib()),
-			      "ASAN_OPTIONS=detect_leaks=0",
-			      asan && *asan ? h_fmt("LD_PRELOAD=%s", asan) : "SOCKMEM_LOG=warn"};
+	const char *env[5] = {h_fmt("SOCKMEM_LIB=%s", harmless_lib()),
+			      "ASAN_OPTIONS=detect_leaks=0"};
+	const char **var = &env[2]; /* the inherited variable under test */
 	struct h_out r;
 
-	env[3] = "SOCKMEM_HIGH=64M";
+	if (asan && *asan)
+		*var++ = h_fmt("LD_PRELOAD=%s", asan);
+	*var = "SOCKMEM_HIGH=64M";
 	h_env(env);
 	cr_assert_eq(CTL(&r, "run", "-g", "inh/a", "--max", "16M", "--", "true"), 1, "%s", r.out);
 	cr_assert(h_one_line(r.err) && strstr(r.err, "high") && strstr(r.err, "SOCKMEM_HIGH") &&
@@ -184,10 +186,10 @@ Test(run, inherited_limits_the_shim_would_refuse)
 	/* Given here, it wins: the inherited one is dropped. */
 	cr_assert_eq(CTL(&r, "run", "-g", "inh/b", "--high", "8M", "--", "true"), 0, "%s", r.err);
 	h_free(&r);
-	env[3] = "SOCKMEM_HIGH=8M";
+	*var = "SOCKMEM_HIGH=8M";
 	cr_assert_eq(CTL(&r, "run", "-g", "inh/c", "--max", "16M", "--", "true"), 0, "%s", r.err);
 	h_free(&r);
-	env[3] = "SOCKMEM_BATCH=lots";
+	*var = "SOCKMEM_BATCH=lots";
 	cr_assert_eq(CTL(&r, "run", "-g", "inh/d", "--", "true"), 1);
 	cr_assert(h_one_line(r.err) && strstr(r.err, "SOCKMEM_BATCH") && strstr(r.err, "lots"),
 		  "%s", r.err);
